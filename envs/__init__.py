@@ -1,0 +1,1 @@
+"""Environment factories: envpool -> SB3 VecEnv adapter, gymnasium fallback, non-stationary wrappers."""

@@ -1,0 +1,197 @@
+"""Re-warm schedules: learning-rate *multipliers* that ``elr.ELR`` applies on top of the owner's lr.
+
+A schedule never sets a learning rate; it returns a factor. Whoever owns the optimizer (SB3's lr
+schedule, a torch LR scheduler, a constant) keeps setting the base learning rate, and the optimizer
+steps with ``base * factor``. Re-warming (Lyle et al. 2025) means restarting a linear warm-up to a
+peak followed by a cosine decay: periodically (``CyclicRewarm``), when a change-point detector sees
+the loss rise (``CusumRewarm``), or by hand (``rewarm()``).
+
+Convention: ``factor()`` is the multiplier for the *next* optimizer step; ``step(loss)`` is called
+once after each optimizer step. ``s`` below counts optimizer steps since the last (re)start.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def warmup_cosine(s: int, warmup: int, decay: int, peak: float, floor: float) -> float:
+    """Linear warm-up then cosine decay, as a function of steps ``s`` since the (re)start.
+
+    f(s) = floor + (peak - floor) * (s + 1) / warmup                      for s < warmup
+    f(s) = floor + (peak - floor) * (1 + cos(pi * (s - warmup) / decay)) / 2  for warmup <= s < warmup + decay
+    f(s) = floor                                                          afterwards
+    So the first step after a restart already learns (factor > floor) and the peak is reached on step
+    ``warmup - 1`` and held for one more step at the start of the decay.
+    """
+    if s < warmup:
+        return floor + (peak - floor) * (s + 1) / warmup
+    s -= warmup
+    if s >= decay:
+        return floor
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * s / decay))
+
+
+def _check_profile(warmup: int, peak: float, floor: float) -> None:
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise ValueError(f"warmup={warmup!r} must be an int >= 0")
+    if not (math.isfinite(peak) and peak > 0):
+        raise ValueError(f"peak={peak!r} must be a finite number > 0")
+    if not (math.isfinite(floor) and 0 <= floor <= peak):
+        raise ValueError(f"floor={floor!r} must be in [0, peak={peak}]")
+
+
+class Schedule:
+    """Base class: the interface ``ELR`` drives. Subclasses keep all their state in ``state_dict``."""
+
+    def factor(self) -> float:
+        raise NotImplementedError
+
+    def step(self, loss: float | None = None) -> None:
+        raise NotImplementedError
+
+    def rewarm(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unknown = set(state) - set(vars(self))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} state has unknown keys {sorted(unknown)}; expected {sorted(vars(self))}")
+        vars(self).update(state)
+
+
+class CyclicRewarm(Schedule):
+    """Warm-up to ``peak`` then cosine to ``floor``, restarted every ``period`` steps (and on ``rewarm()``).
+
+    Defaults: ``warmup = period // 10``, ``peak = 1.0`` (the owner's lr), ``floor = 0.1``.
+    """
+
+    def __init__(self, period: int, warmup: int | None = None, peak: float = 1.0, floor: float = 0.1):
+        if not (isinstance(period, int) and period >= 1):
+            raise ValueError(f"period={period!r} must be an int >= 1")
+        warmup = period // 10 if warmup is None else warmup
+        _check_profile(warmup, peak, floor)
+        if warmup > period:
+            raise ValueError(f"warmup={warmup} must be <= period={period}")
+        self.period = period
+        self.warmup = warmup
+        self.peak = float(peak)
+        self.floor = float(floor)
+        self.t = 0  # steps since the last rewarm()
+
+    def factor(self) -> float:
+        return warmup_cosine(self.t % self.period, self.warmup, self.period - self.warmup, self.peak, self.floor)
+
+    def step(self, loss: float | None = None) -> None:
+        self.t += 1
+
+    def rewarm(self) -> None:
+        self.t = 0
+
+
+class CusumRewarm(Schedule):
+    """Re-warm when a one-sided CUSUM detector sees the loss rise (a change point in the data stream).
+
+    The lr factor follows ``warmup_cosine`` from the start and from every alarm: warm-up over
+    ``warmup`` steps to ``peak``, cosine over ``decay`` steps to ``floor``, then ``floor`` until the
+    next alarm.
+
+    Detector (Page 1954), on the loss x_t:
+      z_t = clip((x_t - mu) / sigma, -clip, clip);  S_t = max(0, S_{t-1} + z_t - drift);  alarm if S_t > threshold.
+    mu and sigma are first estimated over ``burn_in`` losses, then tracked with a slow exponential
+    moving average (rate ``alpha``, a ~1/alpha-step memory): slow enough that a rise is not absorbed
+    while the evidence for it accumulates, fast enough to follow a decreasing training loss. (Updating
+    only while S == 0 looks tempting but biases mu and sigma low: it keeps the low samples and drops
+    the high ones, and false alarms follow.) Clipping z bounds what one outlier can add.
+    After an alarm the detector ignores ``cooldown`` losses (default: the warm-up, whose own lr change
+    moves the loss) and then re-learns its baseline. With the defaults a rise of one noise standard
+    deviation is detected in 30-60 steps, and 10 x 20,000 steps of stationary Gaussian noise, or of a
+    decaying loss with Student-t noise, raise no alarm (tests/test_schedules.py).
+    """
+
+    def __init__(
+        self,
+        warmup: int = 1000,
+        decay: int = 10000,
+        peak: float = 1.0,
+        floor: float = 0.1,
+        threshold: float = 16.0,
+        drift: float = 0.5,
+        alpha: float = 0.001,
+        burn_in: int = 200,
+        cooldown: int | None = None,
+        clip: float = 4.0,
+    ):
+        _check_profile(warmup, peak, floor)
+        if not (isinstance(decay, int) and decay >= 0):
+            raise ValueError(f"decay={decay!r} must be an int >= 0")
+        for name, value in (("threshold", threshold), ("drift", drift), ("clip", clip)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a finite number > 0")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha={alpha!r} must be in (0, 1)")
+        if not (isinstance(burn_in, int) and burn_in >= 2):
+            raise ValueError(f"burn_in={burn_in!r} must be an int >= 2")
+        cooldown = warmup if cooldown is None else cooldown
+        if not (isinstance(cooldown, int) and cooldown >= 0):
+            raise ValueError(f"cooldown={cooldown!r} must be an int >= 0")
+        self.warmup, self.decay, self.peak, self.floor = warmup, decay, float(peak), float(floor)
+        self.threshold, self.drift, self.alpha, self.clip = float(threshold), float(drift), float(alpha), float(clip)
+        self.burn_in, self.cooldown = burn_in, cooldown
+        self.t = 0  # steps since the last (re)start of the profile
+        self.steps = 0  # steps seen in total
+        self.alarms: list[int] = []  # step numbers (``steps``) of every alarm
+        self.statistic = 0.0  # S_t
+        self.ignore = 0  # losses still to ignore (cooldown)
+        self.n = 0  # losses in the current burn-in
+        self.mean = 0.0
+        self.var = 0.0  # burn-in: running sum of squared deviations (Welford M2); afterwards the EMA variance
+
+    def factor(self) -> float:
+        return warmup_cosine(self.t, self.warmup, self.decay, self.peak, self.floor)
+
+    def rewarm(self) -> None:
+        """Restart the warm-up and the detector (its baseline is re-learned after the cooldown)."""
+        self.t = 0
+        self.statistic = 0.0
+        self.ignore = self.cooldown
+        self.n = 0
+        self.mean = self.var = 0.0
+
+    def step(self, loss: float | None = None) -> None:
+        self.t += 1
+        self.steps += 1
+        if loss is None:
+            return
+        if self.ignore > 0:
+            self.ignore -= 1
+            return
+        if self.n < self.burn_in:  # Welford's running mean and variance
+            self.n += 1
+            delta = loss - self.mean
+            self.mean += delta / self.n
+            self.var += delta * (loss - self.mean)
+            if self.n == self.burn_in:
+                self.var /= self.n - 1
+            return
+        sigma = math.sqrt(self.var) + 1e-12
+        z = min(max((loss - self.mean) / sigma, -self.clip), self.clip)
+        self.statistic = max(0.0, self.statistic + z - self.drift)
+        if self.statistic > self.threshold:
+            self.alarms.append(self.steps)
+            self.rewarm()
+        else:
+            delta = loss - self.mean
+            self.mean += self.alpha * delta
+            self.var = (1 - self.alpha) * (self.var + self.alpha * delta * delta)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.alarms = list(self.alarms)
+
+
+SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm}
