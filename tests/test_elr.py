@@ -125,6 +125,31 @@ def test_update_is_measured_before_projection():
     assert elr.metrics()["update_norm/0"] == pytest.approx((stepped - snapshot).norm().item(), rel=1e-4)
 
 
+def test_param_norm_is_the_norm_the_step_started_from():
+    net = make_net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for project_every in (1, 2):
+        elr = ELR(net, opt, project_every=project_every)
+        for t in range(4):
+            start = {name: joint_norm(net[i]) for name, i in (("0", 0), ("2", 3), ("4", 6))}
+            train(net, opt, elr, steps=1)
+            m = elr.metrics()
+            for name, value in start.items():
+                assert m[f"param_norm/{name}"] == pytest.approx(value, rel=1e-5)
+        elr.remove()
+
+
+def test_measure_every():
+    net = make_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    elr = ELR(net, opt, measure_every=3)
+    seen = []
+    for t in range(6):
+        train(net, opt, elr, steps=1)
+        seen.append(elr.metrics()["update_norm/0"])
+    assert seen[0] == seen[1] == 0.0 and seen[2] > 0 and seen[3] == seen[4] == seen[2] and seen[5] not in (0.0, seen[2])
+
+
 def test_measuring_alone_does_not_change_training():
     a, b = make_net(), make_net()
     opt_a, opt_b = torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)

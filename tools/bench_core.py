@@ -1,0 +1,115 @@
+"""Benchmark: what ``ELR.step()`` adds to an Adam step, on SB3's default PPO MLP and NatureCNN policies.
+
+    python -m plastic_rl.tools.bench_core [--rounds 15] [--steps N] [--threads N]
+
+Every arm trains its own identical copy of the normalized policy with the same fixed gradients. The
+arms take turns, a short round each, so machine noise hits them alike; each round's time is divided by
+the plain Adam round next to it and the median of those paired ratios is reported.
+Arm ``adam``: ``optimizer.step()``. Arm ``elr``: ``optimizer.step(); elr.step(loss)`` with the default
+recipe (measure every layer and project every step, gains projected, a cyclic re-warm schedule).
+Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
+enough for logging and skips the per-step snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import time
+
+import gymnasium as gym
+import torch
+
+from plastic_rl.elr import ELR, CyclicRewarm
+from plastic_rl.norm import insert_norm
+
+
+def sb3_policy(kind: str) -> torch.nn.Module:
+    """SB3's default PPO policy for CartPole ("mlp") or an Atari game ("cnn"), normalized."""
+    from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+
+    lr = lambda _: 2.5e-4  # noqa: E731 - SB3 wants a schedule callable
+    if kind == "mlp":
+        policy = ActorCriticPolicy(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lr)
+    elif kind == "cnn":
+        policy = ActorCriticCnnPolicy(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(6), lr)
+    else:
+        raise ValueError(f"model {kind!r} is unknown; accepted: mlp, cnn")
+    return insert_norm(policy)
+
+
+ARMS = {"adam": None, "elr": 1, "elr/10": 10}  # arm -> ELR measure_every (None: no ELR)
+
+
+def make_arm(policy: torch.nn.Module, measure_every: int | None):
+    policy = copy.deepcopy(policy)
+    # SB3's PPO optimizer: Adam with eps=1e-5 over all policy parameters.
+    optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
+    elr = None
+    if measure_every is not None:
+        elr = ELR(policy, optimizer, schedule=CyclicRewarm(period=10_000), measure_every=measure_every)
+    generator = torch.Generator().manual_seed(0)
+    for p in policy.parameters():
+        p.grad = torch.randn(p.shape, generator=generator) * 1e-2
+
+    def step() -> None:
+        optimizer.step()
+        if elr is not None:
+            elr.step(loss=0.5)
+
+    return step
+
+
+def time_steps(step, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - start) / n
+
+
+def bench(kind: str, rounds: int, steps: int) -> dict[str, float]:
+    policy = sb3_policy(kind)
+    arms = {name: make_arm(policy, every) for name, every in ARMS.items()}
+    for step in arms.values():  # warm-up: allocator, Adam state
+        time_steps(step, max(5, steps // 5))
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for r in range(rounds):
+        order = list(arms) if r % 2 == 0 else list(reversed(arms))
+        for name in order:
+            times[name].append(time_steps(arms[name], steps))
+    row = {"model": kind, "params": sum(p.numel() for p in policy.parameters()), "adam_us": statistics.median(times["adam"]) * 1e6}
+    for name in ARMS:
+        if name != "adam":
+            ratios = [t / a for t, a in zip(times[name], times["adam"])]
+            row[f"{name}_us"] = statistics.median(times[name]) * 1e6
+            row[f"{name}_adds"] = statistics.median(ratios) - 1.0
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=0, help="steps per round (default: 400 mlp, 20 cnn)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < 0:
+        parser.error(f"--rounds={args.rounds} must be >= 1 and --steps={args.steps} >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+          f"median of {args.rounds} paired rounds")
+    print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")
+    rows = []
+    for kind in args.models:
+        row = bench(kind, args.rounds, args.steps or (200 if kind == "mlp" else 10))
+        rows.append(row)
+        print(f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
+              f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
