@@ -1,10 +1,10 @@
 """Benchmark: what ``ELR.step()`` adds to an Adam step, on SB3's default PPO MLP and NatureCNN policies.
 
-    python -m plastic_rl.tools.bench_core [--rounds 15] [--steps N] [--threads N]
+    python -m plastic_rl.tools.bench_core [--steps N] [--threads N]
 
 Every arm trains its own identical copy of the normalized policy with the same fixed gradients. The
-arms take turns, a short round each, so machine noise hits them alike; each round's time is divided by
-the plain Adam round next to it and the median of those paired ratios is reported.
+arms take turns one step at a time, so machine noise hits them alike; each step is timed and the
+median step time of each arm is compared with plain Adam's.
 Arm ``adam``: ``optimizer.step()``. Arm ``elr``: ``optimizer.step(); elr.step(loss)`` with the default
 recipe (measure every layer and project every step, gains projected, a cyclic re-warm schedule).
 Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
@@ -62,49 +62,46 @@ def make_arm(policy: torch.nn.Module, measure_every: int | None):
     return step
 
 
-def time_steps(step, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    return (time.perf_counter() - start) / n
-
-
-def bench(kind: str, rounds: int, steps: int) -> dict[str, float]:
+def bench(kind: str, steps: int) -> dict[str, float]:
     policy = sb3_policy(kind)
     arms = {name: make_arm(policy, every) for name, every in ARMS.items()}
     for step in arms.values():  # warm-up: allocator, Adam state
-        time_steps(step, max(5, steps // 5))
+        for _ in range(5):
+            step()
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for r in range(rounds):
-        order = list(arms) if r % 2 == 0 else list(reversed(arms))
-        for name in order:
-            times[name].append(time_steps(arms[name], steps))
-    row = {"model": kind, "params": sum(p.numel() for p in policy.parameters()), "adam_us": statistics.median(times["adam"]) * 1e6}
-    for name in ARMS:
-        if name != "adam":
-            ratios = [t / a for t, a in zip(times[name], times["adam"])]
-            row[f"{name}_us"] = statistics.median(times[name]) * 1e6
-            row[f"{name}_adds"] = statistics.median(ratios) - 1.0
+    names = list(arms)
+    clock = time.perf_counter
+    for i in range(steps):
+        # one step of each arm in turn, the order rotating, so a slow spell of the machine hits all arms
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            start = clock()
+            arms[name]()
+            times[name].append(clock() - start)
+    adam = statistics.median(times["adam"])
+    row = {"model": kind, "params": sum(p.numel() for p in policy.parameters()), "adam_us": adam * 1e6}
+    for name in names[1:]:
+        median = statistics.median(times[name])
+        row[f"{name}_us"] = median * 1e6
+        row[f"{name}_adds"] = median / adam - 1.0
     return row
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=0, help="steps per round (default: 400 mlp, 20 cnn)")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps per arm (default: 3000 mlp, 150 cnn)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 0:
-        parser.error(f"--rounds={args.rounds} must be >= 1 and --steps={args.steps} >= 0")
+    if args.steps < 0:
+        parser.error(f"--steps={args.steps} must be >= 1 (or 0 for the default)")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
-          f"median of {args.rounds} paired rounds")
+          f"median step time of each arm, arms interleaved step by step")
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")
     rows = []
     for kind in args.models:
-        row = bench(kind, args.rounds, args.steps or (200 if kind == "mlp" else 10))
+        row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
         rows.append(row)
         print(f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
               f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}")

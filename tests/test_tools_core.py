@@ -1,0 +1,39 @@
+"""The core demo and the core benchmark run, and fail cleanly on bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from plastic_rl.tools import bench_core, core_demo
+
+
+def test_core_demo_runs_and_reports(capsys):
+    core_demo.main(["tasks=2", "steps_per_task=60", "log_every=60", "hidden=16", "cusum.burn_in=10", "cusum.warmup=5"])
+    out = capsys.readouterr().out
+    assert out.count(" adam ") == 2 and out.count(" elr ") == 2
+    assert "teacher switched at steps 60; CUSUM re-warmed at steps" in out
+
+
+def test_core_demo_bad_override_is_one_line_and_exit_2():
+    run = subprocess.run(
+        [sys.executable, "-m", "plastic_rl.tools.core_demo", "no_such_key=1"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no_such_key" in lines[0] and "Traceback" not in run.stderr
+
+
+def test_bench_core_measures_both_models(capsys):
+    rows = bench_core.main(["--steps", "3"])
+    assert [r["model"] for r in rows] == ["mlp", "cnn"]
+    for row in rows:
+        assert row["adam_us"] > 0 and row["elr_us"] > 0 and row["elr/10_us"] > 0
+    assert rows[0]["params"] == 9_667  # SB3's CartPole PPO MLP (64x64 x2, heads) plus the inserted norms
+    assert "ELR adds" in capsys.readouterr().out
+
+
+def test_bench_core_bad_input():
+    with pytest.raises(SystemExit) as exit_info:
+        bench_core.main(["--steps", "-1"])
+    assert exit_info.value.code == 2

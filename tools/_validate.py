@@ -1,0 +1,213 @@
+"""Shared plumbing of the reference validators (``grokking``, ``warm_start``): CLI, files, plots.
+
+Nothing here is about plasticity: the validators get that from the core (``plastic_rl.elr``,
+``plastic_rl.norm``, ``plastic_rl.diagnostics``). The one exception is :class:`OnDemandRewarm`, a
+re-warm ``Schedule`` that stays idle until ``rewarm()`` is first called (see its docstring for why
+the core's two schedules do not fit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from plastic_rl.elr import Schedule, warmup_cosine
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule
+# --------------------------------------------------------------------------------------------
+
+
+class OnDemandRewarm(Schedule):
+    """Factor ``idle`` until the first ``rewarm()``; then warm-up to ``peak`` and cosine to ``floor``.
+
+    ``warmup_cosine`` (the core's profile) restarted by every ``rewarm()``, as ``CusumRewarm`` does,
+    but with no change-point detector and no warm-up at step 0: the validators re-warm at a point
+    they know (the data change of warm-starting, the late switch of "grokking on demand"), and before
+    it the network must train exactly like its un-re-warmed twin. ``CyclicRewarm`` restarts by itself
+    and ``CusumRewarm`` starts warming at step 0, so neither can be idle first.
+    """
+
+    def __init__(self, warmup: int, decay: int, peak: float, floor: float, idle: float = 1.0):
+        if not (isinstance(warmup, int) and warmup >= 0 and isinstance(decay, int) and decay >= 0):
+            raise ValueError(f"warmup={warmup!r} and decay={decay!r} must be ints >= 0")
+        for name, value in (("peak", peak), ("floor", floor), ("idle", idle)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        self.warmup, self.decay = warmup, decay
+        self.peak, self.floor, self.idle = float(peak), float(floor), float(idle)
+        self.t = 0
+        self.started = False
+
+    def factor(self) -> float:
+        if not self.started:
+            return self.idle
+        return warmup_cosine(self.t, self.warmup, self.decay, self.peak, self.floor)
+
+    def step(self, loss: float | None = None) -> None:
+        if self.started:
+            self.t += 1
+
+    def rewarm(self) -> None:
+        self.started = True
+        self.t = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"``, ``"0-4"`` or ``"3"`` (a single seed) -> list of ints."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part[1:]:
+            a, b = part.split("-", 1)
+            lo, hi = int(a), int(b)
+            if hi < lo:
+                raise ValueError(part)
+            seeds.extend(range(lo, hi + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(text)
+    return list(dict.fromkeys(seeds))
+
+
+def add_common(parser: argparse.ArgumentParser, arms: Sequence[str], default_out: str, seeds: str) -> None:
+    parser.add_argument("--arms", default="all",
+                        help=f"comma-separated arms, or 'all' (default); accepted: {', '.join(arms)}")
+    parser.add_argument("--seeds", default=seeds,
+                        help=f"seeds: a list '0,1,2' or a range '0-4' (default {seeds})")
+    parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: runs are small and the machine is shared)")
+
+
+def resolve_common(parser: argparse.ArgumentParser, args: argparse.Namespace, arms: Sequence[str]) -> None:
+    """Validate --arms, --seeds, --threads in place; errors are one line (``parser.error``, exit 2)."""
+    if args.arms.strip() == "all":
+        args.arms = list(arms)
+    else:
+        chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
+        unknown = [a for a in chosen if a not in arms]
+        if unknown or not chosen:
+            parser.error(f"--arms: unknown arm {', '.join(map(repr, unknown)) or repr(args.arms)}; "
+                         f"accepted: {', '.join(arms)} (comma-separated) or all")
+        args.arms = list(dict.fromkeys(chosen))
+    try:
+        args.seeds = parse_seeds(args.seeds)
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r} is not a seed list; accepted: '0,1,2', '0-4' or one int >= 0")
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads} must be >= 1")
+    torch.set_num_threads(args.threads)
+
+
+def positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an int; {name} accepts ints >= 1") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} is not accepted; {name} accepts ints >= 1")
+        return value
+
+    return parse
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------
+
+
+def first_step(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
+    """The first logged step whose value is >= threshold, or None."""
+    for s, v in zip(steps, values):
+        if v >= threshold:
+            return int(s)
+    return None
+
+
+def mean_spread(values: Iterable[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation; 0 for one value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_out(path: str) -> Path:
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows with possibly different keys: the header is the union, in first-seen order; blanks for missing."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(keys), restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None:
+        return ""
+    return value
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,30 @@
+"""Load a config from the packaged ``configs/`` with Hydra's compose API, errors as one line.
+
+Works the same from an editable install and from a wheel: Hydra finds the YAML through the
+``plastic_rl.configs`` package (package data), not through a path on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn, Sequence
+
+from omegaconf import DictConfig
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line to stderr and exit with code 2 (bad usage), like argparse does."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module="plastic_rl.configs", version_base="1.3"):
+            return compose(config_name=name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        fail(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
