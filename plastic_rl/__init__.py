@@ -1,7 +1,20 @@
 """plastic_rl: give deep-RL agents their plasticity back.
 
 The core (``elr``, ``norm``, ``diagnostics``) is plain PyTorch; the SB3 agents live in
-``plastic_rl.agents``.
+``plastic_rl.agents`` and are imported lazily here, so ``import plastic_rl.elr`` never loads SB3.
 """
 
 __version__ = "0.1.0"
+
+_AGENTS = ("PlasticPPO", "PlasticDQN", "PlasticSAC", "PlasticityConfig")
+
+
+def __getattr__(name: str):
+    if name in _AGENTS:
+        from plastic_rl import agents
+
+        return getattr(agents, name)
+    raise AttributeError(f"module 'plastic_rl' has no attribute {name!r}")
+
+
+__all__ = list(_AGENTS)

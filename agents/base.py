@@ -1,0 +1,162 @@
+"""What every plastic agent adds to its SB3 parent (sb3-contrib style: the algorithm stays SB3's).
+
+- the env-first call form ``PlasticPPO("CartPole-v1")`` next to SB3's ``PlasticPPO("MlpPolicy", env)``;
+- ``plasticity=`` (preset, dataclass or dict) -> the policy's ``norm`` keyword and a
+  ``PlasticityController`` (``model.plasticity``) built after SB3 builds the networks;
+- logging through SB3's logger after every ``train()``: ``plasticity/lr_factor``, ``plasticity/elr/<layer>``,
+  ``plasticity/param_norm/<layer>``, and every ``diagnostics_freq`` gradient steps the diagnostics of a
+  batch of recent observations (no random sampling: the agent's RNG streams stay SB3's);
+- the plasticity state in SB3's own zip (its ``data`` part), so ``load`` continues exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv
+
+from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
+from plastic_rl.agents.controller import Network, PlasticityController
+from plastic_rl.agents.policies import NormalizedPolicy
+
+
+def policy_for(observation_space: gym.Space) -> str:
+    """The SB3 policy alias an observation space calls for: MultiInput (dict), Cnn (image), else Mlp."""
+    if isinstance(observation_space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    if is_image_space(observation_space, check_channels=False):
+        return "CnnPolicy"
+    return "MlpPolicy"
+
+
+def split_call_form(algorithm: type, policy: Any, env: Any) -> tuple[Any, Any]:
+    """Accept ``Algo(env)`` as well as SB3's ``Algo(policy, env)``; return (policy, env)."""
+    aliases = getattr(algorithm, "policy_aliases", {})
+    if isinstance(policy, type) or (isinstance(policy, str) and policy in aliases):
+        return policy, env
+    if not isinstance(policy, (str, gym.Env, VecEnv)):
+        raise TypeError(
+            f"{algorithm.__name__}'s first argument must be a policy ({', '.join(aliases)}, or a policy class) "
+            f"or an environment (an id or a gymnasium/VecEnv object), got {type(policy).__name__}"
+        )
+    if isinstance(policy, str):
+        try:
+            spec = gym.spec(policy)
+        except gym.error.Error as exc:
+            raise ValueError(
+                f"{policy!r} is neither a policy ({', '.join(aliases)}) nor a registered environment id: {exc}"
+            ) from None
+        if env is None:
+            policy = gym.make(spec)
+    if env is not None:
+        raise TypeError(f"{algorithm.__name__} got an environment twice: as the first argument and as env=")
+    return policy_for(policy.observation_space), policy
+
+
+class PlasticMixin:
+    """Mixed in before an SB3 algorithm class: ``class PlasticPPO(PlasticMixin, PPO)``."""
+
+    plastic_policies: dict[str, type] = {}  # alias -> our policy class (replaces SB3's aliases)
+    plasticity: PlasticityController
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any = None,
+        *args: Any,
+        plasticity: str | PlasticityConfig | dict | None = "elr",
+        diagnostics_freq: int = 1000,
+        diagnostics_batch: int = 256,
+        diagnostics_tau: float = 0.025,
+        **kwargs: Any,
+    ):
+        policy, env = split_call_form(type(self), policy, env)
+        self.plasticity_config = resolve_plasticity(plasticity)
+        for name, value in (("diagnostics_freq", diagnostics_freq), ("diagnostics_batch", diagnostics_batch)):
+            if not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be an int >= 0 (0 turns diagnostics off)")
+        if not 0 <= diagnostics_tau < 1:
+            raise ValueError(f"diagnostics_tau={diagnostics_tau!r} is outside [0, 1)")
+        self.diagnostics_freq = diagnostics_freq
+        self.diagnostics_batch = diagnostics_batch
+        self.diagnostics_tau = diagnostics_tau
+        self._plasticity_state: dict | None = None
+        self._diagnosed_at = 0
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if self.plasticity_config.norm is not None and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
+            raise ValueError(
+                f"plasticity norm={self.plasticity_config.norm!r} needs a plastic_rl policy "
+                f"({', '.join(self.policy_aliases)} or a NormalizedPolicy subclass), got {policy_class!r}"
+            )
+        if isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy):
+            kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), "norm": self.plasticity_config.norm}
+        super().__init__(policy, env, *args, **kwargs)
+
+    # -- building --------------------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.plasticity = PlasticityController(self._plastic_networks(), self.plasticity_config)
+        if self._plasticity_state is not None:  # restored from a saved zip by SB3's load()
+            self.plasticity.load_state_dict(self._plasticity_state)
+            self._plasticity_state = None
+
+    def _plastic_networks(self) -> list[Network]:
+        raise NotImplementedError
+
+    def _diagnostic_inputs(self) -> Any:
+        """A fixed batch of recent observations (and actions where a network needs them), or None."""
+        raise NotImplementedError
+
+    # -- training --------------------------------------------------------------------------------
+    def train(self, *args: Any, **kwargs: Any) -> None:
+        with self.plasticity.loss_tap():
+            super().train(*args, **kwargs)
+        self._record_plasticity()
+
+    def _record_plasticity(self) -> None:
+        for key, value in self.plasticity.metrics().items():
+            self.logger.record(f"plasticity/{key}", value)
+        if self.diagnostics_freq and self._n_updates - self._diagnosed_at >= self.diagnostics_freq:
+            inputs = self._diagnostic_inputs()
+            if inputs is not None:
+                self._diagnosed_at = self._n_updates
+                for key, value in self.plasticity.measure(inputs, tau=self.diagnostics_tau).items():
+                    self.logger.record(f"plasticity/{key}", value)
+
+    def learn(self, total_timesteps: int, *args: Any, **kwargs: Any):
+        """SB3's ``learn``; TensorBoard runs are named after this class (``PlasticPPO_1``) by default."""
+        if len(args) < 3:  # (callback, log_interval, tb_log_name, ...) positionally
+            kwargs.setdefault("tb_log_name", type(self).__name__)
+        return super().learn(total_timesteps, *args, **kwargs)
+
+    # -- saving ----------------------------------------------------------------------------------
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "plasticity"]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._plasticity_state = self.plasticity.state_dict()  # goes into SB3's data with the rest
+        try:
+            super().save(*args, **kwargs)
+        finally:
+            self._plasticity_state = None
+
+
+def recent_rows(array: np.ndarray, end: int, count: int, full: bool) -> np.ndarray:
+    """The ``count`` most recent rows of a (steps, n_envs, ...) buffer that is written at ``end``, flattened."""
+    size = array.shape[0]
+    stored = size if full else end
+    steps = max(1, -(-count // array.shape[1]))  # ceil(count / n_envs)
+    steps = min(steps, stored)
+    index = (np.arange(end - steps, end)) % size
+    rows = array[index].reshape(-1, *array.shape[2:])
+    return rows[-count:]
+
+
+def as_tensor(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, dict):
+        return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+    return torch.as_tensor(batch, device=device)

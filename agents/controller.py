@@ -1,0 +1,153 @@
+"""The plasticity machinery of one agent: an ``ELR`` per optimizer, driven from SB3's own ``train()``.
+
+SB3 computes each loss inside ``train()`` and steps its optimizers there. Rather than copy every
+algorithm's ``train()`` (which would drift from SB3's), the controller hooks in from outside: an
+optimizer post-step hook calls ``ELR.step`` after every optimizer step, and while ``train()`` runs,
+``loss_tap`` records the scalar on which ``.backward()`` was last called -- the loss of that very
+step -- so the CUSUM re-warm and the finite-loss check see SB3's own loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from plastic_rl import diagnostics
+from plastic_rl.agents.config import PlasticityConfig
+from plastic_rl.elr import ELR
+
+Forward = Callable[[nn.Module, Any], Any]
+
+
+@dataclass
+class Network:
+    """One trained network of an agent: its module, its optimizer, how diagnostics run it."""
+
+    name: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    forward: Forward
+    primary: bool = False  # its loss drives the CUSUM re-warm (PPO: the loss, DQN: TD, SAC: critic)
+    exclude: tuple[str, ...] = ()  # layers another network's optimizer trains (a shared extractor)
+
+
+class PlasticityController:
+    """``rewarm()``, ``metrics()``, ``measure()`` and the saved state of an agent's plasticity."""
+
+    def __init__(self, networks: list[Network], config: PlasticityConfig):
+        self.config = config
+        self.networks = {net.name: net for net in networks}
+        self.primary = next((net.name for net in networks if net.primary), networks[0].name)
+        self.elrs: dict[str, ELR] = {}
+        self._handles = []
+        for net in networks:
+            self.elrs[net.name] = ELR(
+                net.module,
+                net.optimizer,
+                schedule=config.make_schedule(),
+                project=config.project,
+                project_every=config.project_every,
+                measure_every=config.measure_every,
+                gains=config.gains,
+                exclude=net.exclude,
+            )
+            self._handles.append(net.optimizer.register_step_post_hook(self._hook(net.name)))
+        self._loss: torch.Tensor | None = None
+        self._prefix = len(networks) > 1  # name layers "<network>.<layer>" only when it is ambiguous
+
+    # -- driving the ELRs ------------------------------------------------------------------------
+    def _hook(self, name: str):
+        def after_optimizer_step(optimizer, args, kwargs) -> None:
+            loss = None
+            if name == self.primary and self._loss is not None:
+                loss = float(self._loss)
+            elr = self.elrs[name]
+            alarms = self._alarms(elr)
+            elr.step(loss=loss)
+            if self._alarms(elr) > alarms:  # the loss jumped: every network re-warms together
+                for other, other_elr in self.elrs.items():
+                    if other != name:
+                        other_elr.rewarm()
+
+        return after_optimizer_step
+
+    @staticmethod
+    def _alarms(elr: ELR) -> int:
+        return len(getattr(elr.schedule, "alarms", ()))
+
+    @contextlib.contextmanager
+    def loss_tap(self) -> Iterator[None]:
+        """While active, remember the scalar each ``.backward()`` is called on (the step's loss)."""
+        original = torch.Tensor.backward
+        controller = self
+
+        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any):
+            if tensor.numel() == 1:
+                controller._loss = tensor.detach()
+            return original(tensor, *args, **kwargs)
+
+        torch.Tensor.backward = backward  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.Tensor.backward = original  # type: ignore[method-assign]
+            self._loss = None
+
+    # -- the public face: model.plasticity -----------------------------------------------------
+    def rewarm(self) -> None:
+        """Restart every network's lr warm-up now (e.g. at a known task switch)."""
+        if self.config.schedule is None:
+            raise RuntimeError("this agent's plasticity has no re-warm schedule (schedule=None); use preset 'elr' or 'elr-cusum'")
+        for elr in self.elrs.values():
+            elr.rewarm()
+
+    @property
+    def lr_factor(self) -> float:
+        return self.elrs[self.primary].lr_factor
+
+    def _key(self, net: str, layer: str) -> str:
+        return f"{net}.{layer}" if self._prefix else layer
+
+    def metrics(self) -> dict[str, float]:
+        """Last ELR measurements: ``elr/<layer>``, ``param_norm/<layer>``, ``update_norm/<layer>``, ``lr_factor``."""
+        out: dict[str, float] = {}
+        for net, elr in self.elrs.items():
+            for key, value in elr.metrics().items():
+                if key == "lr_factor":
+                    if net == self.primary:
+                        out[key] = value
+                    continue
+                kind, layer = key.split("/", 1)
+                out[f"{kind}/{self._key(net, layer)}"] = value
+        return out
+
+    def measure(self, inputs: Any, tau: float = 0.025) -> dict[str, float]:
+        """``diagnostics.measure`` on every network, keys named like ``metrics()``."""
+        out: dict[str, float] = {}
+        for name, net in self.networks.items():
+            for key, value in diagnostics.measure(net.module, inputs, tau=tau, forward=net.forward).items():
+                kind, _, layer = key.partition("/")
+                if layer:
+                    out[f"{kind}/{self._key(name, layer)}"] = value
+                else:
+                    out[f"{kind}/{name}" if self._prefix else kind] = value
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: elr.state_dict() for name, elr in self.elrs.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.elrs):
+            raise ValueError(f"plasticity state has networks {sorted(state)}, this agent has {sorted(self.elrs)}")
+        for name, elr_state in state.items():
+            self.elrs[name].load_state_dict(elr_state)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for elr in self.elrs.values():
+            elr.remove()

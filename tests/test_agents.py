@@ -1,0 +1,271 @@
+"""PlasticPPO / PlasticDQN / PlasticSAC: SB3 compatibility, presets, logging, save/load."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
+from plastic_rl.agents import PRESETS, PlasticityConfig
+from plastic_rl.agents.policies import PlasticActorCriticCnnPolicy, PlasticActorCriticPolicy
+from plastic_rl.layers import iter_blocks
+
+PPO_KW = dict(n_steps=128, batch_size=64, n_epochs=2)
+DQN_KW = dict(learning_starts=100, train_freq=4, target_update_interval=100, buffer_size=2_000)
+SAC_KW = dict(learning_starts=100, buffer_size=2_000, policy_kwargs=dict(net_arch=[32, 32]))
+
+
+class TinyImageEnv(gym.Env):
+    """36x36 RGB observations (NatureCNN's smallest input), two actions, 20-step episodes."""
+
+    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), float(action), False, self.t >= 20, {}
+
+
+def same_parameters(a, b):
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def projected_at_init(model):
+    for elr in model.plasticity.elrs.values():
+        norms = dict(zip(elr._flat.names, elr._norms(elr._flat.views).tolist()))
+        for name, init in zip(elr.projected_names, elr.init_norms.tolist()):
+            assert norms[name] == pytest.approx(init, rel=1e-5), name
+
+
+# -- call forms ------------------------------------------------------------------------------------
+def test_env_first_and_sb3_call_forms(tmp_path):
+    env_first = PlasticPPO("CartPole-v1", **PPO_KW)
+    assert isinstance(env_first.policy, PlasticActorCriticPolicy)
+    sb3_form = PlasticPPO("MlpPolicy", "CartPole-v1", plasticity="elr", **PPO_KW)
+    assert type(sb3_form.policy) is type(env_first.policy)
+    env_object = PlasticDQN(gym.make("CartPole-v1"), **DQN_KW)
+    assert env_object.get_env().num_envs == 1
+    for model in (env_first, sb3_form):
+        model.save(tmp_path / "m.zip")
+        loaded = PlasticPPO.load(tmp_path / "m.zip")
+        assert same_parameters(model, loaded)
+
+
+def test_policy_is_chosen_from_the_observation_space():
+    assert isinstance(PlasticPPO(TinyImageEnv(), n_steps=32, batch_size=32).policy, PlasticActorCriticCnnPolicy)
+
+
+def test_cnn_policy_on_an_image_env_trains_normalized():
+    model = PlasticPPO("CnnPolicy", TinyImageEnv(), n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    cnn = model.policy.features_extractor.cnn
+    assert [type(m).__name__ for m in cnn][:3] == ["Conv2d", "GroupNorm", "ReLU"]
+    model.learn(64)
+    projected_at_init(model)
+    assert any(k.startswith("elr/features_extractor.cnn.0") for k in model.plasticity.metrics())
+
+
+# -- presets ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize(
+    "algo, env, kwargs, steps",
+    [(PlasticPPO, "CartPole-v1", PPO_KW, 256), (PlasticDQN, "CartPole-v1", DQN_KW, 300), (PlasticSAC, "Pendulum-v1", SAC_KW, 160)],
+    ids=["ppo", "dqn", "sac"],
+)
+def test_every_preset_trains(algo, env, kwargs, steps, preset):
+    model = algo(env, plasticity=preset, seed=0, **kwargs).learn(steps)
+    config = PRESETS[preset]
+    metrics = model.plasticity.metrics()
+    assert metrics["lr_factor"] == pytest.approx(model.plasticity.lr_factor if config.schedule is None else metrics["lr_factor"])
+    assert any(k.startswith("elr/") and v > 0 for k, v in metrics.items())
+    norms = [b for elr_net in model.plasticity.networks.values() for b in iter_blocks(elr_net.module) if b.norm is not None]
+    assert bool(norms) == (config.norm is not None)
+    if config.project:
+        projected_at_init(model)
+    if config.schedule == "cyclic":
+        assert metrics["lr_factor"] != 1.0  # inside the warm-up
+
+
+@pytest.mark.parametrize(
+    "plastic, vanilla, env, kwargs, steps",
+    [
+        (PlasticPPO, PPO, "CartPole-v1", dict(PPO_KW, seed=3), 512),
+        (PlasticDQN, DQN, "CartPole-v1", dict(DQN_KW, seed=3), 600),
+        (PlasticSAC, SAC, "Pendulum-v1", dict(SAC_KW, seed=3), 200),
+    ],
+    ids=["ppo", "dqn", "sac"],
+)
+def test_none_is_exactly_the_sb3_parent(plastic, vanilla, env, kwargs, steps):
+    a = vanilla("MlpPolicy", env, **kwargs).learn(steps)
+    b = plastic("MlpPolicy", env, plasticity="none", diagnostics_freq=1, **kwargs).learn(steps)
+    assert same_parameters(a, b)
+    assert b.plasticity.metrics()  # it still measured the ELR
+
+
+def test_fields_override_presets():
+    model = PlasticPPO("CartPole-v1", plasticity={"preset": "elr", "peak": 3.0, "warmup": 10, "norm": "rms"}, **PPO_KW)
+    assert model.plasticity_config == PlasticityConfig(peak=3.0, warmup=10, norm="rms")
+    assert type(model.policy.mlp_extractor.policy_net[1]).__name__ == "RMSNorm"
+    assert PlasticPPO("CartPole-v1", plasticity=PlasticityConfig(schedule="cusum"), **PPO_KW).plasticity_config.schedule == "cusum"
+
+
+# -- the schedule and SB3's own lr -----------------------------------------------------------------
+class Rewarm(BaseCallback):
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.factors = at, []
+
+    def _on_rollout_start(self):
+        self.factors.append(self.model.plasticity.lr_factor)
+        if self.model.num_timesteps == self.at:
+            self.model.plasticity.rewarm()
+
+    def _on_step(self):
+        return True
+
+
+def test_a_callback_can_rewarm():
+    cb = Rewarm(at=512)
+    model = PlasticPPO("CartPole-v1", plasticity={"warmup": 40, "period": 400}, n_steps=128, batch_size=128, n_epochs=4, seed=0)
+    model.learn(1024, callback=cb)
+    # 4 optimizer steps per rollout: factors climb through the warm-up, then restart after the rewarm
+    first = PlasticityConfig(warmup=40, period=400).make_schedule().factor()
+    assert cb.factors[0] == pytest.approx(first)
+    assert cb.factors[4] > cb.factors[0]
+    steps_since = (1024 - 512) // 128 * 4
+    assert model.plasticity.elrs["policy"].schedule.t == steps_since
+
+
+def test_the_factor_multiplies_sb3s_learning_rate_schedule():
+    seen = []
+    model = PlasticPPO("CartPole-v1", plasticity={"warmup": 10, "period": 100, "peak": 2.0}, learning_rate=lambda p: 1e-3 * p, **PPO_KW)
+    model.policy.optimizer.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
+    factors = []
+    model.policy.optimizer.register_step_pre_hook(lambda o, a, k: factors.append(model.plasticity.lr_factor))
+    model.learn(256)
+    # hooks run in registration order: ELR's hook (applies the factor) ran first
+    lr_owner = model.policy.optimizer.param_groups[0]["lr"]
+    assert lr_owner == pytest.approx(model.lr_schedule(model._current_progress_remaining))  # SB3's value is back
+    ratios = [lr / f for lr, f in zip(seen, factors)]
+    assert all(r <= 1e-3 + 1e-12 for r in ratios) and max(factors) > 1.0
+
+
+# -- logging ---------------------------------------------------------------------------------------
+def test_tensorboard_gets_the_plasticity_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = PlasticPPO("CartPole-v1", tensorboard_log=str(tmp_path), diagnostics_freq=1, **PPO_KW)
+    model.learn(512)
+    run = tmp_path / "PlasticPPO_1"
+    assert run.is_dir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in (
+        "plasticity/lr_factor",
+        "plasticity/elr/mlp_extractor.policy_net.0",
+        "plasticity/param_norm/mlp_extractor.value_net.2",
+        "plasticity/dormant_ratio",
+        "plasticity/dormant_ratio/mlp_extractor.policy_net.0",
+        "plasticity/saturated_ratio/mlp_extractor.policy_net.2",
+        "plasticity/srank/mlp_extractor.value_net.0",
+        "plasticity/effective_rank",
+    ):
+        assert tag in tags, tag
+    assert "plasticity/dead_ratio" not in tags  # Tanh: "dead" means nothing
+
+
+def test_dqn_and_sac_diagnostics_keys():
+    dqn = PlasticDQN("CartPole-v1", diagnostics_freq=1, **DQN_KW).learn(300)
+    keys = dqn.plasticity.measure(dqn._diagnostic_inputs())
+    assert "dead_ratio/q_net.0" in keys and "fau" in keys  # ReLU network
+    sac = PlasticSAC("Pendulum-v1", diagnostics_freq=1, **SAC_KW).learn(150)
+    keys = sac.plasticity.measure(sac._diagnostic_inputs())
+    assert "dormant_ratio/critic.qf0.0" in keys and "dormant_ratio/actor.latent_pi.0" in keys
+    assert "dormant_ratio/critic" in keys and "elr/actor.mu" in sac.plasticity.metrics()
+
+
+# -- save / load -----------------------------------------------------------------------------------
+def rng_state():
+    return torch.get_rng_state(), np.random.get_state()
+
+
+def test_save_load_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    kwargs = dict(plasticity={"preset": "elr-cusum", "warmup": 20, "decay": 100}, n_steps=128, batch_size=64, n_epochs=2, seed=7)
+    straight = PlasticPPO("CartPole-v1", **kwargs)
+    straight.learn(1024)
+    straight.learn(1024, reset_num_timesteps=False)
+
+    first = PlasticPPO("CartPole-v1", **kwargs)
+    first.learn(1024)
+    env = first.get_env()
+    first.save(tmp_path / "half.zip")
+    state = rng_state()  # loading builds fresh networks, which draws from torch's RNG: put it back
+    resumed = PlasticPPO.load(tmp_path / "half.zip", env=env, force_reset=False)
+    torch.set_rng_state(state[0])
+    np.random.set_state(state[1])
+    assert resumed.plasticity.state_dict() == first.plasticity.state_dict()
+    resumed.learn(1024, reset_num_timesteps=False)
+    assert same_parameters(straight, resumed)
+    assert resumed.plasticity.state_dict() == straight.plasticity.state_dict()
+
+
+@pytest.mark.parametrize("algo, env, kwargs", [(PlasticDQN, "CartPole-v1", DQN_KW), (PlasticSAC, "Pendulum-v1", SAC_KW)], ids=["dqn", "sac"])
+def test_save_load_keeps_the_plasticity_state(tmp_path, algo, env, kwargs):
+    model = algo(env, plasticity="elr-cusum", diagnostics_freq=5, seed=0, **kwargs).learn(200)
+    model.save(tmp_path / "m.zip")
+    loaded = algo.load(tmp_path / "m.zip")
+    assert loaded.plasticity.state_dict() == model.plasticity.state_dict()
+    assert loaded.plasticity_config == model.plasticity_config and loaded.diagnostics_freq == 5
+    assert same_parameters(model, loaded)
+    loaded.set_env(model.get_env())
+    loaded.learn(100, reset_num_timesteps=False)
+    projected_at_init(loaded)
+
+
+def test_sb3_api_keeps_working(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PlasticPPO("MlpPolicy", env, **PPO_KW)
+    model.learn(512, callback=CheckpointCallback(256, str(tmp_path), name_prefix="ck"), progress_bar=True)
+    assert sorted(p.name for p in tmp_path.glob("ck_*.zip"))
+    params = model.get_parameters()
+    other = PlasticPPO("MlpPolicy", env, **PPO_KW)
+    other.set_parameters(params)
+    assert same_parameters(model, other)
+    action, _ = other.predict(env.reset(), deterministic=True)
+    assert action.shape == (2,)
+    other.set_env(make_vec_env("CartPole-v1", n_envs=2, seed=1))
+    other.learn(256, reset_num_timesteps=False)
+    projected_at_init(other)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_bad_plasticity_settings():
+    with pytest.raises(ValueError, match="plasticity='elr2' is not a preset; accepted: none, nap, elr, elr-cusum"):
+        PlasticPPO("CartPole-v1", plasticity="elr2")
+    with pytest.raises(ValueError, match=r"plasticity fields \['peek'\] are unknown; accepted: preset, norm, project"):
+        PlasticPPO("CartPole-v1", plasticity={"peek": 2})
+    with pytest.raises(ValueError, match="norm='batch' is not accepted"):
+        PlasticPPO("CartPole-v1", plasticity={"norm": "batch"})
+    with pytest.raises(ValueError, match="the policy and value networks of PlasticActorCriticPolicy has no Linear/Conv"):
+        PlasticPPO("CartPole-v1", policy_kwargs=dict(net_arch=[]))
+    PlasticPPO("CartPole-v1", plasticity="none", policy_kwargs=dict(net_arch=[]))  # nothing to normalize is fine then
+    with pytest.raises(ValueError, match="'MlpPolcy' is neither a policy"):
+        PlasticPPO("MlpPolcy", "CartPole-v1")
+    with pytest.raises(TypeError, match="got an environment twice"):
+        PlasticPPO("CartPole-v1", "CartPole-v1")
+
+
+def test_wrong_action_spaces_keep_sb3s_errors():
+    with pytest.raises(AssertionError, match="only supports"):
+        PlasticDQN("Pendulum-v1")
+    with pytest.raises(AssertionError, match="only supports"):
+        PlasticSAC("CartPole-v1")

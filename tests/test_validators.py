@@ -1,0 +1,254 @@
+"""The reference validators (tools/grokking.py, tools/warm_start.py) with tiny budgets.
+
+Each arm runs end to end and writes its files; the data splits are exact; the tools go through the
+core (``ELR.step`` patched with a counting wrapper is called); bad input gives a one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from plastic_rl.elr import ELR
+from plastic_rl.tools import grokking, warm_start
+from plastic_rl.tools._validate import OnDemandRewarm, parse_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GROK_TINY = ["--p", "11", "--rho", "0.5", "--steps", "40", "--eval-every", "10", "--diag-every", "20",
+             "--embed", "8", "--hidden", "16", "--seeds", "0", "--quiet"]
+WARM_TINY = ["--epochs", "2", "--batch", "500", "--hidden", "16", "--seeds", "0", "--quiet"]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture()
+def count_elr_steps(monkeypatch):
+    """Patch the core's ELR.step with a wrapper that counts calls (and still does the real work)."""
+    calls = []
+    real = ELR.step
+
+    def wrapper(self, *args, **kwargs):
+        calls.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ELR, "step", wrapper)
+    return calls
+
+
+# --------------------------------------------------------------------------------------------
+# Grokking
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p,rho", [(3, 0.5), (11, 0.3), (23, 0.2), (97, 0.3)])
+def test_grokking_split_is_exact(p, rho):
+    s = grokking.make_split(p, rho, seed=1)
+    both = torch.cat([s.train_idx, s.test_idx])
+    assert sorted(both.tolist()) == list(range(p * p))  # complete, and disjoint (no index twice)
+    assert len(s.train_idx) == round(rho * p * p)
+    train_pairs = {tuple(r) for r in s.train_x.tolist()}
+    test_pairs = {tuple(r) for r in s.test_x.tolist()}
+    assert not train_pairs & test_pairs  # no test example in training
+    assert len(train_pairs | test_pairs) == p * p
+    for x, y in ((s.train_x, s.train_y), (s.test_x, s.test_y)):
+        assert torch.equal(y, (x[:, 0] + x[:, 1]) % p)
+        assert torch.equal(x[:, 0] * p + x[:, 1], s.train_idx if x is s.train_x else s.test_idx)
+    # same seed, same split (every arm of a seed sees the same data); another seed, another split
+    assert torch.equal(grokking.make_split(p, rho, seed=1).train_idx, s.train_idx)
+    if p > 3:
+        assert not torch.equal(grokking.make_split(p, rho, seed=2).train_idx, s.train_idx)
+
+
+def test_grokking_every_arm_runs_and_writes(tmp_path, count_elr_steps):
+    out = tmp_path / "g"
+    assert grokking.main(GROK_TINY + ["--out", str(out)]) == 0
+    for name in ("curves.csv", "summary.csv", "summary.md", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = read_csv(out / "summary.csv")
+    assert [r["arm"] for r in summary] == list(grokking.ARMS)
+    curves = read_csv(out / "curves.csv")
+    for arm in grokking.ARMS:
+        rows = [r for r in curves if r["arm"] == arm]
+        assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+        assert all(r["elr/net.0"] and r["param_norm/net.2"] for r in rows)
+        assert rows[-1]["dormant_ratio"] != ""
+    # the core's ELR.step ran once per optimizer step of every arm
+    assert len(count_elr_steps) == 40 * len(grokking.ARMS)
+    assert "steps to 90%" in (out / "summary.md").read_text()
+
+
+def test_grokking_projection_and_schedules_come_from_the_core(tmp_path, count_elr_steps):
+    """nap/elr/late-elr keep the hidden layer at its initial norm; elr's lr follows the warm-up."""
+    out = tmp_path / "g"
+    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "nap,elr,late-elr", "--warmup", "10"])
+    curves = read_csv(out / "curves.csv")
+    elrs = {e.steps: e for e in count_elr_steps}  # the ELR objects the tool used
+    assert len({id(e) for e in count_elr_steps}) == 3
+    for e in {id(e): e for e in count_elr_steps}.values():
+        assert "net.0" in e.projected_names and "net.2" not in e.projected_names
+    lr = {(r["arm"], int(r["step"])): float(r["lr"]) for r in curves}
+    assert lr["nap", 40] == pytest.approx(1e-3)
+    assert lr["late-elr", 10] == pytest.approx(1e-4)  # low lr before the late re-warm (--late-at 0.5)
+    assert lr["late-elr", 30] > 1e-3  # re-warmed
+    assert lr["elr", 10] == pytest.approx(1e-2, rel=0.1)  # end of the warm-up: the peak
+    del elrs
+
+
+def test_grokking_transformer_runs(tmp_path, count_elr_steps):
+    out = tmp_path / "t"
+    args = ["--model", "transformer", "--p", "7", "--rho", "0.5", "--steps", "6", "--eval-every", "3",
+            "--diag-every", "6", "--embed", "16", "--seeds", "0", "--quiet", "--out", str(out)]
+    assert grokking.main(args) == 0
+    assert (out / "curves.png").stat().st_size > 0
+    projected = {n for e in count_elr_steps for n in e.projected_names}
+    assert "blocks.0.attn.qkv" in projected and "unembed" not in projected
+    assert len(count_elr_steps) == 6 * len(grokking.ARMS)
+
+
+# --------------------------------------------------------------------------------------------
+# Warm-starting
+# --------------------------------------------------------------------------------------------
+
+
+def test_mnist1d_is_generated_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the validator tried to open a network connection")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    warm_start._CACHE.clear()
+    data = warm_start.mnist1d_data()
+    assert data.x.shape == (4000, 40) and data.x_test.shape == (1000, 40)
+    assert sorted(set(data.y.tolist())) == list(range(10))
+
+
+def test_warm_start_split_is_exact():
+    data = warm_start.mnist1d_data()
+    train = {tuple(r) for r in data.x.numpy().round(6).tolist()}
+    test = {tuple(r) for r in data.x_test.numpy().round(6).tolist()}
+    assert len(train) == len(data.x) and not train & test  # no test example in training
+    for fraction in (0.1, 0.5):
+        idx = warm_start.subset(len(data.x), fraction, seed=3)
+        assert len(idx) == round(fraction * len(data.x)) and len(set(idx.tolist())) == len(idx)
+        assert 0 <= int(idx.min()) and int(idx.max()) < len(data.x)  # phase 1 draws from the training set only
+        assert torch.equal(idx, warm_start.subset(len(data.x), fraction, seed=3))
+
+
+def test_warm_start_every_arm_runs_and_writes(tmp_path, count_elr_steps):
+    out = tmp_path / "w"
+    assert warm_start.main(WARM_TINY + ["--out", str(out)]) == 0
+    for name in ("curves.csv", "summary.csv", "summary.md", "curves.png", "features.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = read_csv(out / "summary.csv")
+    assert [r["arm"] for r in summary] == list(warm_start.ARMS)
+    curves = read_csv(out / "curves.csv")
+    steps_per_phase = 2 * 8  # 2 epochs of ceil(4000 / 500) steps
+    for arm in warm_start.ARMS:
+        rows = [r for r in curves if r["arm"] == arm]
+        warm = arm.startswith("warm")
+        assert len(rows) == (4 if warm else 2)
+        after = [r for r in rows if r["phase"] == "phase2"]
+        assert all(r["delta_c"] != "" and r["delta_a"] != "" for r in after)
+    warm_arms = sum(a.startswith("warm") for a in warm_start.ARMS)
+    assert len(count_elr_steps) == steps_per_phase * (len(warm_start.ARMS) + warm_arms)
+    text = (out / "summary.md").read_text()
+    assert "gap closed vs fresh+elr" in text and "warm+elr closes" in text
+
+
+def test_warm_start_recipes_use_the_core(tmp_path, count_elr_steps):
+    out = tmp_path / "w"
+    warm_start.main(WARM_TINY + ["--out", str(out), "--arms", "warm,warm+elr,warm+project,warm+rewarm"])
+    by_id = {id(e): e for e in count_elr_steps}
+    projects = sorted(e.project for e in by_id.values())
+    assert projects == [False, False, True, True]
+    rewarmed = [e for e in by_id.values() if isinstance(e.schedule, OnDemandRewarm)]
+    assert len(rewarmed) == 2 and all(e.schedule.started for e in rewarmed)
+    curves = read_csv(out / "curves.csv")
+    lr = {(r["arm"], r["phase"], int(r["phase_step"])): float(r["lr"]) for r in curves}
+    assert lr["warm+elr", "phase1", 16] == pytest.approx(1e-3)  # idle before the data change
+    assert lr["warm+elr", "phase2", 8] > 2e-3  # re-warmed after it
+    assert lr["warm", "phase2", 8] == pytest.approx(1e-3)
+
+
+def test_shrink_perturb_formula():
+    torch.manual_seed(0)
+    a, b = warm_start.build_model(4, 3, 8), warm_start.build_model(4, 3, 8)
+    before = [p.detach().clone() for p in a.parameters()]
+    warm_start.shrink_perturb(a, b)
+    for p, p0, q in zip(a.parameters(), before, b.parameters()):
+        assert torch.allclose(p, 0.4 * p0 + 0.1 * q)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: one line, exit code 2, no traceback
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module,args,words",
+    [
+        ("grokking", ["--p", "2"], ["--p 2", ">= 3"]),
+        ("grokking", ["--rho", "0"], ["--rho 0", "(0, 1)"]),
+        ("grokking", ["--rho", "1.5"], ["--rho 1.5", "(0, 1)"]),
+        ("grokking", ["--arms", "baseline,fast"], ["'fast'", "baseline, nap, elr, late-elr"]),
+        ("grokking", ["--model", "cnn"], ["'cnn'", "mlp, transformer"]),
+        ("warm_start", ["--arms", "warm+magic"], ["'warm+magic'", "fresh, warm,"]),
+        ("warm_start", ["--data", "/nonexistent/cifar"], ["/nonexistent/cifar", "cifar-10-batches-py"]),
+        ("warm_start", ["--fraction", "1"], ["--fraction 1", "(0, 1)"]),
+        ("warm_start", ["--seeds", "x"], ["'x'", "0,1,2"]),
+    ],
+)
+def test_bad_input_is_one_line(module, args, words, capsys):
+    mod = {"grokking": grokking, "warm_start": warm_start}[module]
+    with pytest.raises(SystemExit) as exc:
+        mod.parse_args(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    message = err[-1]
+    assert "error:" in message and "Traceback" not in "\n".join(err)
+    for w in words:
+        assert w in message, (w, message)
+
+
+@pytest.mark.slow
+def test_bad_input_from_the_command_line():
+    """The real entry point: stderr is usage + one error line, exit code 2."""
+    proc = subprocess.run([sys.executable, "-m", "plastic_rl.tools.grokking", "--p", "1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and lines[-1].endswith("the modulus must be an int >= 3")
+
+
+def test_parse_seeds():
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5") == [5]
+    for bad in ("", "a", "3-1", "-1"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
+
+
+def test_on_demand_rewarm_is_idle_until_rewarm():
+    s = OnDemandRewarm(warmup=2, decay=2, peak=10.0, floor=1.0, idle=0.5)
+    factors = []
+    for _ in range(3):
+        factors.append(s.factor())
+        s.step()
+    s.rewarm()
+    for _ in range(6):
+        factors.append(s.factor())
+        s.step()
+    assert factors[:3] == [0.5] * 3
+    assert factors[3:] == pytest.approx([5.5, 10.0, 10.0, 5.5, 1.0, 1.0])
