@@ -1,0 +1,30 @@
+"""The agents benchmark runs end to end on tiny budgets (its numbers live in the README)."""
+
+import pytest
+
+from plastic_rl.tools import bench_agents
+
+
+def test_overhead_reports_a_ratio(capsys):
+    (row,) = bench_agents.main(["overhead", "--envs", "CartPole-v1", "--steps", "256", "--rounds", "1"])
+    assert row["sb3_sps"] > 0 and row["plastic_sps"] > 0 and row["ratio"] > 0
+    assert "CartPole-v1" in capsys.readouterr().out
+
+
+def test_atari_sized_env_is_image_shaped():
+    env = bench_agents.AtariSizedEnv()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (84, 84, 4) and obs.dtype.name == "uint8"
+
+
+def test_learning_reports_every_seed(capsys):
+    rows = bench_agents.main(["learning", "--seeds", "0", "--timesteps", "512", "--eval-freq", "256", "--episodes", "1"])
+    assert [r["algo"] for r in rows] == ["PlasticPPO", "PPO"]
+    assert all(r["final"] > 0 for r in rows)
+    assert "reached 475 in" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2():
+    with pytest.raises(SystemExit) as info:
+        bench_agents.main(["learning", "--timesteps", "0"])
+    assert info.value.code == 2
