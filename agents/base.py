@@ -57,6 +57,20 @@ def split_call_form(algorithm: type, policy: Any, env: Any) -> tuple[Any, Any]:
     return policy_for(policy.observation_space), policy
 
 
+def env_id_of(env: Any) -> str | None:
+    """The gymnasium id behind an env (an id, a gym.Env or a VecEnv of them), or None if it has none."""
+    if env is None or isinstance(env, str):
+        return env
+    if isinstance(env, VecEnv):
+        try:
+            spec = env.get_attr("spec", indices=[0])[0]
+        except (AttributeError, IndexError):
+            return None
+    else:
+        spec = getattr(env, "spec", None)
+    return getattr(spec, "id", None)
+
+
 class PlasticMixin:
     """Mixed in before an SB3 algorithm class: ``class PlasticPPO(PlasticMixin, PPO)``."""
 
@@ -95,6 +109,7 @@ class PlasticMixin:
         if isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy):
             kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), "norm": self.plasticity_config.norm}
         super().__init__(policy, env, *args, **kwargs)
+        self.env_id = env_id_of(env if isinstance(env, str) else self.env)  # saved: diagnose re-creates the env
 
     # -- building --------------------------------------------------------------------------------
     def _setup_model(self) -> None:

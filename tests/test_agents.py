@@ -58,6 +58,9 @@ def test_env_first_and_sb3_call_forms(tmp_path):
         model.save(tmp_path / "m.zip")
         loaded = PlasticPPO.load(tmp_path / "m.zip")
         assert same_parameters(model, loaded)
+        assert loaded.env_id == "CartPole-v1"  # recorded for diagnose
+    assert env_object.env_id == "CartPole-v1"
+    assert PlasticPPO(TinyImageEnv(), n_steps=32, batch_size=32).env_id is None
 
 
 def test_policy_is_chosen_from_the_observation_space():
