@@ -61,6 +61,8 @@ def env_id_of(env: Any) -> str | None:
     """The gymnasium id behind an env (an id, a gym.Env or a VecEnv of them), or None if it has none."""
     if env is None or isinstance(env, str):
         return env
+    if isinstance(getattr(env, "env_id", None), str):  # plastic_rl.envs' envpool adapter and task sequences
+        return env.env_id
     if isinstance(env, VecEnv):
         try:
             spec = env.get_attr("spec", indices=[0])[0]
@@ -107,7 +109,11 @@ class PlasticMixin:
                 f"({', '.join(self.policy_aliases)} or a NormalizedPolicy subclass), got {policy_class!r}"
             )
         if isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy):
-            kwargs["policy_kwargs"] = {**(kwargs.get("policy_kwargs") or {}), "norm": self.plasticity_config.norm}
+            kwargs["policy_kwargs"] = {
+                **(kwargs.get("policy_kwargs") or {}),
+                "norm": self.plasticity_config.norm,
+                "norm_affine": self.plasticity_config.affine,
+            }
         super().__init__(policy, env, *args, **kwargs)
         self.env_id = env_id_of(env if isinstance(env, str) else self.env)  # saved: diagnose re-creates the env
 
@@ -128,7 +134,7 @@ class PlasticMixin:
 
     # -- training --------------------------------------------------------------------------------
     def train(self, *args: Any, **kwargs: Any) -> None:
-        with self.plasticity.loss_tap():
+        with self.plasticity.training():
             super().train(*args, **kwargs)
         self._record_plasticity()
 

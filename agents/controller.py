@@ -3,7 +3,7 @@
 SB3 computes each loss inside ``train()`` and steps its optimizers there. Rather than copy every
 algorithm's ``train()`` (which would drift from SB3's), the controller hooks in from outside: an
 optimizer post-step hook calls ``ELR.step`` after every optimizer step, and while ``train()`` runs,
-``loss_tap`` records the scalar on which ``.backward()`` was last called -- the loss of that very
+``training()`` records the scalar on which ``.backward()`` was last called -- the loss of that very
 step -- so the CUSUM re-warm and the finite-loss check see SB3's own loss.
 """
 
@@ -80,8 +80,11 @@ class PlasticityController:
         return len(getattr(elr.schedule, "alarms", ()))
 
     @contextlib.contextmanager
-    def loss_tap(self) -> Iterator[None]:
-        """While active, remember the scalar each ``.backward()`` is called on (the step's loss)."""
+    def training(self) -> Iterator[None]:
+        """Around one SB3 ``train()``: measure its first optimizer step, and remember the scalar each
+        ``.backward()`` is called on (that step's loss)."""
+        for elr in self.elrs.values():
+            elr.measure_next()
         original = torch.Tensor.backward
         controller = self
 

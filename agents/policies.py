@@ -27,13 +27,15 @@ class NormalizedPolicy:
     """Mixin: the ``norm`` keyword and the one place that inserts it into a network."""
 
     norm: str | None
+    norm_affine: bool
 
-    def __init__(self, *args: Any, norm: str | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, norm: str | None = None, norm_affine: bool = False, **kwargs: Any):
         self.norm = norm  # set before SB3's __init__, which builds the networks
+        self.norm_affine = norm_affine
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "norm": self.norm}
+        return {**super()._get_constructor_parameters(), "norm": self.norm, "norm_affine": self.norm_affine}
 
     def _normalize(self, what: str, *modules: nn.Module) -> None:
         """Normalize every hidden layer of ``modules``; fail, naming ``what``, if none has one."""
@@ -47,7 +49,7 @@ class NormalizedPolicy:
                 "or use plasticity='none'"
             )
         for module in candidates:
-            insert_norm(module, kind=self.norm)
+            insert_norm(module, kind=self.norm, affine=self.norm_affine)
 
 
 class _ActorCriticNorm(NormalizedPolicy):

@@ -1,1 +1,47 @@
-"""Environment factories: envpool -> SB3 VecEnv adapter, gymnasium fallback, non-stationary wrappers."""
+"""Environment factories: envpool -> SB3 VecEnv adapter, gymnasium fallback, presets, non-stationary tasks.
+
+    from plastic_rl.envs import make_vec_env, atari, permuted_cartpole, TaskSequence, atari_tasks, RewarmOnSwitch
+
+    venv = make_vec_env("CartPole-v1", n_envs=8, seed=0)          # envpool where it has the id
+    venv = atari("Pong", n_envs=8, seed=0)                         # (4, 84, 84) uint8, episodic life, clipped
+    venv = permuted_cartpole(n_envs=8, n_tasks=3, switch_every=50_000)   # a TaskSequence
+    venv = TaskSequence(atari_tasks("Pong,Breakout"), switch_every=10**6)  # announces infos[i]["task_switch"]
+
+Details and measured envpool facts: docs/envs.md.
+"""
+
+from plastic_rl.envs.callbacks import RewarmOnSwitch
+from plastic_rl.envs.envpool_vec_env import EnvPoolVecEnv
+from plastic_rl.envs.factory import ATARI_EVAL, ATARI_TRAIN, make_vec_env
+from plastic_rl.envs.presets import CLASSIC_CONTROL, atari, atari_id, classic_control, mujoco, mujoco_ids
+from plastic_rl.envs.registry import BACKENDS, close_matches, resolve_backend
+from plastic_rl.envs.sequences import atari_sequence, atari_tasks, cartpole_physics, permuted_cartpole, permuted_tasks, physics_tasks
+from plastic_rl.envs.task_sequence import TaskSequence, build_task
+from plastic_rl.envs.wrappers import CartPolePhysics, PermuteObservation
+
+__all__ = [
+    "make_vec_env",
+    "EnvPoolVecEnv",
+    "atari",
+    "atari_id",
+    "classic_control",
+    "mujoco",
+    "mujoco_ids",
+    "TaskSequence",
+    "build_task",
+    "permuted_tasks",
+    "physics_tasks",
+    "atari_tasks",
+    "permuted_cartpole",
+    "cartpole_physics",
+    "atari_sequence",
+    "RewarmOnSwitch",
+    "PermuteObservation",
+    "CartPolePhysics",
+    "resolve_backend",
+    "close_matches",
+    "BACKENDS",
+    "CLASSIC_CONTROL",
+    "ATARI_TRAIN",
+    "ATARI_EVAL",
+]

@@ -127,6 +127,9 @@ class ELR:
     parameters right before each step (one buffer, the measured layers' parameters) and apply the
     schedule's factor to every param group's lr for the duration of the step only, so the owner's
     own lr (an SB3 schedule resets it every ``train()``) is never overwritten.
+
+    ``measure_every=k`` measures every k-th step (0: only the steps after ``measure_next()``), for
+    callers that log less often than they step; projection and the schedule run every step regardless.
     """
 
     def __init__(
@@ -142,9 +145,10 @@ class ELR:
         include: Iterable[str] | None = None,
         gains: str = "project",
     ):
-        for name, value in (("project_every", project_every), ("measure_every", measure_every)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name}={value!r} must be an int >= 1")
+        if not (isinstance(project_every, int) and project_every >= 1):
+            raise ValueError(f"project_every={project_every!r} must be an int >= 1")
+        if not (isinstance(measure_every, int) and measure_every >= 0):
+            raise ValueError(f"measure_every={measure_every!r} must be an int >= 0 (0: only after measure_next())")
         if gains not in GAIN_MODES:
             raise ValueError(f"gains={gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -155,6 +159,8 @@ class ELR:
         self.project = bool(project)
         self.project_every = project_every
         self.measure_every = measure_every
+        self._measure_requested = False
+        self._synced = False  # the pre-step hook already checked the buffer this step
         self.gains = gains
         exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
@@ -249,7 +255,8 @@ class ELR:
     # -- optimizer hooks -------------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._sync()
-        if (self.steps + 1) % self.measure_every == 0:  # this step is measured: keep W_{t-1}
+        self._synced = True
+        if self._due(self.steps + 1):  # this step is measured: keep W_{t-1}
             flat = self._flat
             flat.snapshot.copy_(flat.flat)
             if self._at_init_norms:  # the last step() projected: ||W_{t-1}|| of projected layers is known
@@ -279,8 +286,9 @@ class ELR:
             loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"ELR.step got a non-finite loss ({loss}) at step {self.steps}")
-        if not self._fresh:
+        if not self._synced:  # no optimizer step since the last call: nothing checked the buffer yet
             self._sync()
+        self._synced = False
         self.steps += 1
         measured, flat = self._n_measured, self._flat
         project = self.project and self.steps % self.project_every == 0
@@ -288,7 +296,7 @@ class ELR:
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
             views += flat.snapshot_views[:measured]
-        elif self.steps % self.measure_every == 0:  # measured, but no optimizer step ran: nothing moved
+        elif self._due(self.steps):  # measured, but no optimizer step ran: nothing moved
             self._update_norms = torch.zeros(measured)
             self._param_norms = self._norms(flat.views[:measured])
         if project:
@@ -297,11 +305,20 @@ class ELR:
         if self._fresh:
             self._update_norms, norms = norms[:measured], norms[measured:]
             self._fresh = False
+            self._measure_requested = False
         if project:
             self._project(norms)
         self._at_init_norms = project
         if self.schedule is not None:
             self.schedule.step(loss)
+
+    def _due(self, step: int) -> bool:
+        """Whether optimizer step number ``step`` is measured."""
+        return self._measure_requested or (self.measure_every > 0 and step % self.measure_every == 0)
+
+    def measure_next(self) -> None:
+        """Measure the next optimizer step whatever ``measure_every`` says (e.g. once per logging period)."""
+        self._measure_requested = True
 
     def project_now(self) -> None:
         """Rescale every projected group to its initial norm now."""
@@ -349,7 +366,7 @@ class ELR:
         return list(self._projected_names)
 
     def metrics(self) -> dict[str, float]:
-        """The last measured step's numbers (every step unless ``measure_every`` > 1).
+        """The last measured step's numbers (every step by default; see ``measure_every``, ``measure_next``).
 
         ``update_norm/<layer>`` = ||u_t||, ``param_norm/<layer>`` = ||W_{t-1}|| (the parameters the step
         started from), ``elr/<layer>`` = their ratio, ``lr_factor`` = the schedule factor of the last step.

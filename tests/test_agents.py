@@ -254,7 +254,7 @@ def test_sb3_api_keeps_working(tmp_path):
 def test_bad_plasticity_settings():
     with pytest.raises(ValueError, match="plasticity='elr2' is not a preset; accepted: none, nap, elr, elr-cusum"):
         PlasticPPO("CartPole-v1", plasticity="elr2")
-    with pytest.raises(ValueError, match=r"plasticity fields \['peek'\] are unknown; accepted: preset, norm, project"):
+    with pytest.raises(ValueError, match=r"plasticity fields \['peek'\] are unknown; accepted: preset, norm, affine, project"):
         PlasticPPO("CartPole-v1", plasticity={"peek": 2})
     with pytest.raises(ValueError, match="norm='batch' is not accepted"):
         PlasticPPO("CartPole-v1", plasticity={"norm": "batch"})

@@ -150,6 +150,19 @@ def test_measure_every():
     assert seen[0] == seen[1] == 0.0 and seen[2] > 0 and seen[3] == seen[4] == seen[2] and seen[5] not in (0.0, seen[2])
 
 
+def test_measure_next_with_measure_every_zero():
+    net = make_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    elr = ELR(net, opt, measure_every=0)
+    train(net, opt, elr, steps=2)
+    assert elr.metrics()["update_norm/0"] == 0.0  # never measured
+    elr.measure_next()
+    train(net, opt, elr, steps=1)
+    measured = elr.metrics()["update_norm/0"]
+    train(net, opt, elr, steps=2)
+    assert measured > 0 and elr.metrics()["update_norm/0"] == measured  # only the requested step
+
+
 def test_measuring_alone_does_not_change_training():
     a, b = make_net(), make_net()
     opt_a, opt_b = torch.optim.Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)

@@ -22,7 +22,8 @@ mods = {m: importlib.import_module(m).__file__ for m in %r}
 configs = sorted(p.name for p in importlib.resources.files("plastic_rl.configs").iterdir() if p.name.endswith(".yaml"))
 from plastic_rl.tools.config import load_config
 cfg = load_config("demo", ["tasks=7"])
-print(json.dumps({"files": mods, "configs": configs, "tasks": cfg.tasks}))
+train = load_config("config", ["env=Atari", "agent=dqn"])
+print(json.dumps({"files": mods, "configs": configs, "tasks": cfg.tasks, "atari_dqn_lr": train.agent.kwargs.learning_rate}))
 """
 
 
@@ -46,7 +47,7 @@ def test_built_wheel_imports_the_mapped_packages_and_finds_the_configs(tmp_path)
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("plastic_rl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "plastic_rl/configs/demo.yaml" in names
+    assert "plastic_rl/configs/demo.yaml" in names and "plastic_rl/configs/env/Atari.yaml" in names
     assert "plastic_rl/agents/__init__.py" in names and "plastic_rl/tools/bench_core.py" in names
     assert not any(n.startswith(("tests/", "agents/", "tools/")) for n in names)
     install = subprocess.run(
@@ -65,7 +66,8 @@ def test_built_wheel_imports_the_mapped_packages_and_finds_the_configs(tmp_path)
     report = json.loads(run.stdout.strip().splitlines()[-1])
     for module, path in report["files"].items():
         assert path.startswith(str(site)), (module, path)  # the wheel's copy, not the checkout
-    assert "demo.yaml" in report["configs"] and report["tasks"] == 7
+    assert {"demo.yaml", "config.yaml"} <= set(report["configs"]) and report["tasks"] == 7
+    assert report["atari_dqn_lr"] == 1e-4  # configs/hparams/dqn_Atari.yaml, found inside the wheel
 
 
 def test_core_does_not_import_stable_baselines3():

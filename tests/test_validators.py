@@ -91,18 +91,19 @@ def test_grokking_every_arm_runs_and_writes(tmp_path, count_elr_steps):
 def test_grokking_projection_and_schedules_come_from_the_core(tmp_path, count_elr_steps):
     """nap/elr/late-elr keep the hidden layer at its initial norm; elr's lr follows the warm-up."""
     out = tmp_path / "g"
-    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "nap,elr,late-elr", "--warmup", "10"])
+    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "nap,elr,late-elr", "--warmup", "10",
+                                "--low-lr", "2e-4"])
     curves = read_csv(out / "curves.csv")
-    elrs = {e.steps: e for e in count_elr_steps}  # the ELR objects the tool used
     assert len({id(e) for e in count_elr_steps}) == 3
     for e in {id(e): e for e in count_elr_steps}.values():
         assert "net.0" in e.projected_names and "net.2" not in e.projected_names
+    norms = [float(r["param_norm/net.0"]) for r in curves if r["arm"] == "elr"]
+    assert max(norms) == pytest.approx(min(norms), rel=1e-5)  # projected: pinned at the initial norm
     lr = {(r["arm"], int(r["step"])): float(r["lr"]) for r in curves}
     assert lr["nap", 40] == pytest.approx(1e-3)
-    assert lr["late-elr", 10] == pytest.approx(1e-4)  # low lr before the late re-warm (--late-at 0.5)
+    assert lr["late-elr", 10] == pytest.approx(2e-4)  # low lr before the late re-warm (--late-at 0.5)
     assert lr["late-elr", 30] > 1e-3  # re-warmed
     assert lr["elr", 10] == pytest.approx(1e-2, rel=0.1)  # end of the warm-up: the peak
-    del elrs
 
 
 def test_grokking_transformer_runs(tmp_path, count_elr_steps):

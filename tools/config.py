@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 def fail(message: str) -> NoReturn:
     """Print one line to stderr and exit with code 2 (bad usage), like argparse does."""
-    print(f"error: {message}", file=sys.stderr)
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)  # always one line
     raise SystemExit(2)
 
 
@@ -27,4 +27,5 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
         with initialize_config_module(config_module="plastic_rl.configs", version_base="1.3"):
             return compose(config_name=name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        fail(" ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        fail(message.split(" Config search path")[0])  # Hydra appends its search path: noise here

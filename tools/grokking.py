@@ -5,7 +5,7 @@
 
 Task: every pair (x, y) in [0, p)^2 labelled (x + y) mod p; a random fraction ``rho`` of the p^2 pairs
 is the training set, the rest the test set (the split depends on the seed, and is the same for every
-arm of a seed). Full-batch training, cross-entropy.
+arm of a seed). Minibatches of 512 drawn with replacement (``--batch 0``: full batch), cross-entropy.
 
 Arms (same seed: same split, same initial weights; same budget):
 
@@ -192,13 +192,14 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
     """AdamW with decay on what ELR does not project; ELR with the arm's projection and schedule."""
     betas = (0.9, 0.98)
     if arm == "baseline":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=betas)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=betas, foreach=True)
         return optimizer, ELR(model, optimizer, project=False, measure_every=cfg.eval_every)
 
     include = model.hidden_layers() if isinstance(model, Transformer) else None
     # Which parameters ELR projects: build it once on a throw-away optimizer to ask it (the core's rule,
     # not a copy of it), then give the projected ones no weight decay and the rest cfg.norm_wd.
-    probe = ELR(model, torch.optim.SGD(model.parameters(), lr=0.0), include=include)
+    gains = "project" if cfg.gains == "project" else "none"
+    probe = ELR(model, torch.optim.SGD(model.parameters(), lr=0.0), include=include, gains=gains)
     projected = set()
     modules = dict(model.named_modules())
     for name in probe.projected_names:
@@ -211,10 +212,11 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
     free = [p for p in model.parameters() if id(p) in projected]
     lr = cfg.low_lr if arm == "late-elr" else cfg.lr
     optimizer = torch.optim.AdamW(
-        [{"params": free, "weight_decay": 0.0}, {"params": decayed, "weight_decay": cfg.norm_wd}], lr=lr, betas=betas
+        [{"params": free, "weight_decay": 0.0}, {"params": decayed, "weight_decay": cfg.norm_wd}], lr=lr, betas=betas, foreach=True
     )
     if arm == "nap":
-        return optimizer, ELR(model, optimizer, project_every=100, measure_every=cfg.eval_every, include=include)
+        return optimizer, ELR(model, optimizer, project_every=100, measure_every=cfg.eval_every, include=include,
+                              gains=gains)
     warmup = cfg.warmup
     if arm == "elr":
         schedule = CyclicRewarm(period=cfg.steps, warmup=min(warmup, cfg.steps), peak=cfg.peak_lr / lr,
@@ -222,7 +224,7 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
     else:  # late-elr: idle (factor 1 = the low lr) until rewarm() at cfg.late
         decay = max(cfg.steps - cfg.late - warmup, 0)
         schedule = OnDemandRewarm(warmup=warmup, decay=decay, peak=cfg.peak_lr / lr, floor=cfg.floor_lr / lr)
-    return optimizer, ELR(model, optimizer, schedule=schedule, measure_every=cfg.eval_every, include=include)
+    return optimizer, ELR(model, optimizer, schedule=schedule, measure_every=cfg.eval_every, include=include, gains=gains)
 
 
 def _norm_after(model: nn.Module, layer_name: str) -> nn.Module:
@@ -393,11 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rho", type=float, default=0.3, help="training fraction of the p^2 pairs, in (0, 1) (default 0.3)")
     parser.add_argument("--model", default="mlp", help="mlp (default) or transformer")
     parser.add_argument("--steps", type=positive_int("--steps"), default=None,
-                        help="optimizer steps per run (default 6000 for mlp, 4000 for transformer)")
-    parser.add_argument("--batch", type=int, default=0, help="minibatch size; 0 = full batch (default)")
+                        help="optimizer steps per run (default 3000)")
+    parser.add_argument("--batch", type=int, default=512,
+                        help="minibatch size (default 512, sampled with replacement); 0 = full batch")
     parser.add_argument("--embed", type=int, default=128, help="embedding width (default 128)")
     parser.add_argument("--hidden", type=int, default=256, help="MLP hidden width (default 256)")
     parser.add_argument("--norm", default="layer", choices=("layer", "rms"), help="normalization insert_norm inserts")
+    parser.add_argument("--gains", default="project", choices=("project", "decay"),
+                        help="normalized arms: project the norm gains with ELR (default) or leave them to AdamW decay")
     parser.add_argument("--lr", type=float, default=1e-3, help="base lr of baseline, nap, elr (default 1e-3)")
     parser.add_argument("--wd", type=float, default=1.0, help="baseline AdamW weight decay (default 1.0)")
     parser.add_argument("--norm-wd", type=float, default=1.0,
@@ -405,10 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peak-lr", type=float, default=1e-2, help="re-warm peak lr of elr, late-elr (default 1e-2)")
     parser.add_argument("--floor-lr", type=float, default=1e-3, help="lr at the end of the cosine (default 1e-3)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps // 10)")
-    parser.add_argument("--low-lr", type=float, default=1e-4, help="late-elr: lr before the re-warm (default 1e-4)")
+    parser.add_argument("--low-lr", type=float, default=1e-3,
+                        help="late-elr: lr before the re-warm (default 1e-3, 10x below the peak)")
     parser.add_argument("--late-at", type=float, default=0.5,
                         help="late-elr: re-warm after this fraction of the steps (default 0.5)")
-    parser.add_argument("--eval-every", type=positive_int("--eval-every"), default=50, help="log every N steps (default 50)")
+    parser.add_argument("--eval-every", type=positive_int("--eval-every"), default=100,
+                        help="log (train/test accuracy, ELR) every N steps (default 100)")
     parser.add_argument("--diag-every", type=positive_int("--diag-every"), default=500,
                         help="dormant ratio every N steps (multiple of --eval-every; default 500)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -442,7 +449,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--batch {args.batch} is not accepted; 0 (full batch) or a size >= 1")
     resolve_common(parser, args, ARMS)
     if args.steps is None:
-        args.steps = 6000 if args.model == "mlp" else 4000
+        args.steps = 3000
     args.warmup = args.steps // 10 if args.warmup is None else args.warmup
     if not 0 <= args.warmup <= args.steps:
         parser.error(f"--warmup {args.warmup} is not accepted; it must be in [0, --steps={args.steps}]")

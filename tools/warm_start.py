@@ -171,7 +171,10 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
     phase_steps = cfg.epochs * steps_per_epoch
     torch.manual_seed(seed)
     model = build_model(data.x.shape[1], int(data.y.max()) + 1, cfg.hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, foreach=True)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd, foreach=True)
     warmup = round(cfg.warmup * phase_steps)
     schedule = None
     if rewarm:
@@ -191,6 +194,8 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
             if sp:
                 torch.manual_seed(10_000 + seed)
                 shrink_perturb(model, build_model(data.x.shape[1], int(data.y.max()) + 1, cfg.hidden))
+            if not cfg.keep_optimizer_state:  # phase 2 is a new training run from the old weights
+                optimizer.state.clear()
             if rewarm:
                 elr.rewarm()
             at_change = diagnostics.FeatureSnapshot(model, probe)
@@ -354,11 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fraction", type=float, default=0.5,
                         help="phase-1 fraction of the training set, in (0, 1) (default 0.5; the paper also uses 0.1)")
-    parser.add_argument("--epochs", type=positive_int("--epochs"), default=100,
-                        help="epochs of the full training set per phase (default 100)")
+    parser.add_argument("--epochs", type=positive_int("--epochs"), default=30,
+                        help="epochs of the full training set per phase (default 30)")
     parser.add_argument("--batch", type=positive_int("--batch"), default=128, help="minibatch size (default 128)")
     parser.add_argument("--hidden", type=positive_int("--hidden"), default=256, help="hidden width (default 256)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam lr (default 1e-3)")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="adam (default) or sgd (momentum 0.9)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="base lr (default 1e-3)")
+    parser.add_argument("--keep-optimizer-state", action="store_true",
+                        help="keep the optimizer state (Adam moments) across the data change; default: phase 2 starts "
+                             "a new optimizer state, as a new training run from the old weights would")
+    parser.add_argument("--wd", type=float, default=0.0, help="L2 weight decay of the optimizer (default 0)")
     parser.add_argument("--peak", type=float, default=10.0, help="re-warm peak, a multiple of --lr (default 10)")
     parser.add_argument("--floor", type=float, default=1.0, help="end of the cosine, a multiple of --lr (default 1)")
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up, a fraction of phase 2 (default 0.1)")
