@@ -182,6 +182,28 @@ def test_warm_start_recipes_use_the_core(tmp_path, count_elr_steps):
     assert lr["warm", "phase2", 8] == pytest.approx(1e-3)
 
 
+def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
+    """--data: the python-format batches (pickled dicts with b"data" uint8 (n, 3072) and b"labels")."""
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1", 40), ("data_batch_2", 40), ("test_batch", 20)):
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    args = warm_start.parse_args(["--data", str(folder), "--n-train", "60"])
+    data = warm_start.load_data(args)
+    assert data.x.shape == (60, 3072) and data.x_test.shape == (20, 3072)
+    out = tmp_path / "w"
+    assert warm_start.main(["--data", str(folder), "--epochs", "1", "--batch", "30", "--hidden", "8", "--seeds", "0",
+                            "--arms", "fresh,warm+elr", "--quiet", "--out", str(out)]) == 0
+    assert "CIFAR-10" in (out / "summary.md").read_text()
+
+
 def test_shrink_perturb_formula():
     torch.manual_seed(0)
     a, b = warm_start.build_model(4, 3, 8), warm_start.build_model(4, 3, 8)

@@ -212,7 +212,8 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
     free = [p for p in model.parameters() if id(p) in projected]
     lr = cfg.low_lr if arm == "late-elr" else cfg.lr
     optimizer = torch.optim.AdamW(
-        [{"params": free, "weight_decay": 0.0}, {"params": decayed, "weight_decay": cfg.norm_wd}], lr=lr, betas=betas, foreach=True
+        [{"params": free, "weight_decay": 0.0}, {"params": decayed, "weight_decay": cfg.norm_wd}],
+        lr=lr, betas=betas, foreach=True,
     )
     if arm == "nap":
         return optimizer, ELR(model, optimizer, project_every=100, measure_every=cfg.eval_every, include=include,
@@ -442,6 +443,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} {value} is not accepted; it must be a number > 0")
+    if args.floor_lr > args.peak_lr:
+        parser.error(f"--floor-lr {args.floor_lr} is above --peak-lr {args.peak_lr}; the cosine ends at or below its peak")
     for name in ("wd", "norm_wd"):
         if not getattr(args, name) >= 0:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is not accepted; it must be >= 0")

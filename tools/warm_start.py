@@ -6,15 +6,18 @@
 Protocol: phase 1 trains on a random ``--fraction`` of the training set, phase 2 continues on all of
 it ("warm"); a network trained on all of it from the start ("fresh") is the reference. Both phases
 run ``--epochs`` epochs' worth of full-training-set steps (so phase 1 sees its subset 1/fraction
-times as often and converges: its final train accuracy is reported). Accuracy is compared at the
-end of phase 2 (fresh: after the same number of steps).
+times as often and converges: its final train accuracy is reported). Phase 2 starts a new optimizer
+state (Adam's moments cleared), as a new training run from the old weights would;
+``--keep-optimizer-state`` keeps it. Accuracy is compared at the end of phase 2 (fresh: after the
+same number of steps).
 
 Data: MNIST-1D (Greydanus 2020) generated procedurally by the ``mnist1d`` package (``make_dataset``
 with its default arguments: 4000 train / 1000 test, 40 features, 10 classes); nothing is downloaded.
 ``--data DIR``: a local CIFAR-10 copy in the python format (the ``cifar-10-batches-py`` folder with
 ``data_batch_1..5`` and ``test_batch``), flattened to 3072 features; ``--n-train``/``--n-test`` cap it.
 
-Model: MLP, 2 hidden layers of 256, LayerNorm before each ReLU (``insert_norm``), Adam, constant lr.
+Model: MLP, 2 hidden layers of 256, LayerNorm before each ReLU (``insert_norm``), Adam (lr 1e-3,
+batch 128, no weight decay), constant lr unless re-warmed.
 Every arm has an ``ELR`` on its optimizer (it measures; it projects and re-warms only where the arm says):
 
 - ``fresh``: all data from scratch.
@@ -122,7 +125,7 @@ def cifar10_data(path: Path, n_train: int | None, n_test: int | None) -> Data:
             d = pickle.load(f, encoding="bytes")
         return np.asarray(d[b"data"], dtype=np.float32), np.asarray(d[b"labels"], dtype=np.int64)
 
-    parts = [load(f"data_batch_{i}") for i in range(1, 6)]
+    parts = [load(f"data_batch_{i}") for i in range(1, 6) if (path / f"data_batch_{i}").is_file()]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     xt, yt = load("test_batch")
@@ -392,6 +395,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             parser.error(f"--{name} {value} is not accepted; it must be a number > 0")
+    if args.floor > args.peak:
+        parser.error(f"--floor {args.floor} is above --peak {args.peak}; the cosine ends at or below its peak")
     if not 0 <= args.warmup <= 1:
         parser.error(f"--warmup {args.warmup} is not accepted; it is a fraction of phase 2 in [0, 1]")
     if args.data is not None:
