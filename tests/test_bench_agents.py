@@ -24,6 +24,12 @@ def test_learning_reports_every_seed(capsys):
     assert "reached 475 in" in capsys.readouterr().out
 
 
+def test_gradstep_breakdown_has_every_arm():
+    rows = bench_agents.main(["gradstep", "--steps", "3"])
+    assert [r["arm"] for r in rows] == ["SB3", "+LayerNorm (affine)", "+LayerNorm", "+LayerNorm +ELR"]
+    assert rows[0]["ratio"] == 1.0 and all(r["us"] > 0 for r in rows)
+
+
 def test_bad_input_exits_2():
     with pytest.raises(SystemExit) as info:
         bench_agents.main(["learning", "--timesteps", "0"])

@@ -2,11 +2,17 @@
 
     python -m plastic_rl.tools.bench_agents overhead [--steps 4096] [--rounds 5]
     python -m plastic_rl.tools.bench_agents learning [--seeds 0 1 2 3 4] [--timesteps 100000]
+    python -m plastic_rl.tools.bench_agents gradstep [--steps 300]
 
 overhead: SB3 PPO and PlasticPPO(plasticity="elr", diagnostics at their default frequency) with the
 same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v1 (MlpPolicy) and an
 Atari-sized image env (84x84x4 uint8 frames, random pixels: the network is what is measured, not the
 game) with CnnPolicy. Reported: median env steps/s of each and their ratio (target >= 0.95).
+
+gradstep: where PlasticPPO's extra time goes: one PPO gradient step (``evaluate_actions``, loss,
+backward, grad clipping, Adam) of the CartPole policy on a batch of 256, for SB3's policy, with a
+LayerNorm (with and without affine parameters) before each Tanh, and with ELR on top; interleaved,
+median step time relative to SB3's.
 
 learning: rl-zoo3's tuned PPO hyperparameters for CartPole-v1, for PlasticPPO(elr) and SB3's PPO,
 evaluated every 10k steps on 10 deterministic episodes of a separate env. Reported per seed: the first
@@ -124,9 +130,51 @@ def learning(algo: type, seed: int, timesteps: int, eval_freq: int = 10_000, epi
     }  # fmt: skip
 
 
+def gradstep(steps: int) -> list[dict]:
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from plastic_rl.elr import ELR, CyclicRewarm
+    from plastic_rl.norm import insert_norm
+
+    spaces = (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lambda _: 1e-3)
+
+    def arm(norm: bool, affine: bool = False, elr: bool = False):
+        torch.manual_seed(0)
+        policy = ActorCriticPolicy(*spaces)
+        if norm:
+            insert_norm(policy.mlp_extractor, affine=affine)
+            policy.optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        tracker = ELR(policy, policy.optimizer, schedule=CyclicRewarm(10_000), measure_every=0) if elr else None
+        return policy, tracker
+
+    arms = {"SB3": arm(False), "+LayerNorm (affine)": arm(True, True), "+LayerNorm": arm(True),
+            "+LayerNorm +ELR": arm(True, elr=True)}  # fmt: skip
+    x, actions, returns = torch.randn(256, 4), torch.randint(0, 2, (256,)), torch.randn(256)
+
+    def step(policy, tracker) -> None:
+        values, log_prob, entropy = policy.evaluate_actions(x, actions)
+        loss = -(log_prob * returns).mean() + 0.5 * ((values.flatten() - returns) ** 2).mean() - 0.0 * entropy.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+        policy.optimizer.step()
+        if tracker is not None:
+            tracker.step(loss.item())
+
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for i in range(steps + 20):
+        for name, (policy, tracker) in arms.items():
+            start = time.perf_counter()
+            step(policy, tracker)
+            if i >= 20:
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["SB3"])
+    return [{"arm": name, "us": statistics.median(t) * 1e6, "ratio": statistics.median(t) / base} for name, t in times.items()]
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["overhead", "learning"])
+    parser.add_argument("part", choices=["overhead", "learning", "gradstep"])
     parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 8192 mlp, 2048 cnn)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
@@ -144,7 +192,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}, {args.part}")
     rows = []
-    if args.part == "overhead":
+    if args.part == "gradstep":
+        rows = gradstep(args.steps or 300)
+        print(f"{'PPO gradient step, CartPole policy':<36} {'us':>7} {'x SB3':>6}")
+        for row in rows:
+            print(f"{row['arm']:<36} {row['us']:>7.0f} {row['ratio']:>6.3f}")
+    elif args.part == "overhead":
         print(f"{'env':<12} {'policy':<10} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6}")
         for env_name in args.envs:
             zoo = ZOO_ATARI if env_name == "atari-sized" else ZOO_CARTPOLE
