@@ -7,7 +7,6 @@ core (``ELR.step`` patched with a counting wrapper is called); bad input gives a
 from __future__ import annotations
 
 import csv
-import os
 import socket
 import subprocess
 import sys

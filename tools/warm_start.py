@@ -38,7 +38,6 @@ and ``features.png`` (Delta_C and Delta_A across the data change, ``diagnostics.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import pickle
 import sys
