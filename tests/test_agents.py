@@ -120,6 +120,26 @@ def test_fields_override_presets():
     assert PlasticPPO("CartPole-v1", plasticity=PlasticityConfig(schedule="cusum"), **PPO_KW).plasticity_config.schedule == "cusum"
 
 
+def optimizers(model):
+    policy = model.policy
+    return [policy.actor.optimizer, policy.critic.optimizer] if hasattr(policy, "actor") else [policy.optimizer]
+
+
+@pytest.mark.parametrize("algo, env, kwargs", [(PlasticPPO, "CartPole-v1", PPO_KW), (PlasticDQN, "CartPole-v1", DQN_KW), (PlasticSAC, "Pendulum-v1", SAC_KW)], ids=["ppo", "dqn", "sac"])
+def test_normalized_policies_use_the_fused_optimizer_unless_told_otherwise(tmp_path, algo, env, kwargs):
+    model = algo(env, **kwargs)
+    assert all(opt.defaults["fused"] is True for opt in optimizers(model))
+    if algo is PlasticPPO:  # SB3's own optimizer default (eps=1e-5 for PPO's Adam) is kept
+        assert model.policy.optimizer.defaults["eps"] == 1e-5
+    model.learn(256)
+    model.save(tmp_path / "m.zip")
+    assert all(opt.defaults["fused"] is True for opt in optimizers(algo.load(tmp_path / "m.zip")))
+    assert all(not opt.defaults["fused"] for opt in optimizers(algo(env, plasticity="none", **kwargs)))
+    policy_kwargs = {**kwargs.get("policy_kwargs", {}), "optimizer_kwargs": {"fused": False}}
+    told = algo(env, **{**kwargs, "policy_kwargs": policy_kwargs})
+    assert all(not opt.defaults["fused"] and opt.defaults["foreach"] is None for opt in optimizers(told))
+
+
 # -- the schedule and SB3's own lr -----------------------------------------------------------------
 class Rewarm(BaseCallback):
     def __init__(self, at):

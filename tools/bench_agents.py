@@ -1,17 +1,22 @@
 """Benchmark the agents: overhead against SB3's PPO, and learning on CartPole-v1.
 
-    python -m plastic_rl.tools.bench_agents overhead [--steps 4096] [--rounds 5]
+    python -m plastic_rl.tools.bench_agents overhead [--steps N] [--rounds 15]
     python -m plastic_rl.tools.bench_agents learning [--seeds 0 1 2 3 4] [--timesteps 100000]
     python -m plastic_rl.tools.bench_agents gradstep [--steps 300]
 
 overhead: SB3 PPO and PlasticPPO(plasticity="elr", diagnostics at their default frequency) with the
 same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v1 (MlpPolicy) and an
 Atari-sized image env (84x84x4 uint8 frames, random pixels: the network is what is measured, not the
-game) with CnnPolicy. Reported: median env steps/s of each and their ratio (target >= 0.95).
+game) with CnnPolicy. Reported: median env steps/s of each and the median of the per-round ratios
+(target >= 0.95). A third arm, PlasticPPO(plasticity="none"), computes exactly what SB3's PPO computes:
+its ratio ("control") shows how far this machine's noise alone moves the number. Rounds are short (8
+rollouts on CartPole, 1 on the image env) so that the arms compared in a round share the machine's
+load; on this shared 2-core VM rounds of 8192 steps gave controls anywhere from 0.94 to 1.06.
 
 gradstep: where PlasticPPO's extra time goes: one PPO gradient step (``evaluate_actions``, loss,
 backward, grad clipping, Adam) of the CartPole policy on a batch of 256, for SB3's policy, with a
-LayerNorm (with and without affine parameters) before each Tanh, and with ELR on top; interleaved,
+LayerNorm (with and without affine parameters) before each Tanh, with ELR on top, and with the fused
+Adam that PlasticPPO's normalized policies build by default (``agents/policies.py``); interleaved,
 median step time relative to SB3's.
 
 learning: rl-zoo3's tuned PPO hyperparameters for CartPole-v1, for PlasticPPO(elr) and SB3's PPO,
@@ -84,18 +89,26 @@ def overhead(env_name: str, zoo: dict, steps: int, rounds: int, seed: int = 0) -
     models = {
         "sb3": PPO(policy, make_env(env_name, n_envs, seed), seed=seed, **kwargs),
         "plastic": PlasticPPO(policy, make_env(env_name, n_envs, seed), seed=seed, plasticity="elr", **kwargs),
+        # The control: PlasticPPO(none) computes exactly what SB3's PPO does, so its ratio is the noise floor.
+        "none": PlasticPPO(policy, make_env(env_name, n_envs, seed), seed=seed, plasticity="none", **kwargs),
     }
     for model in models.values():  # warm-up: first rollout, allocator, Adam state
         model.learn(n_envs * kwargs["n_steps"], reset_num_timesteps=False)
     rates: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
     for r in range(rounds):
-        for name in (list(models) if r % 2 == 0 else list(reversed(models))):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
             start = time.perf_counter()
             models[name].learn(steps, reset_num_timesteps=False)
             rates[name].append(steps / (time.perf_counter() - start))
-    sb3, plastic = statistics.median(rates["sb3"]), statistics.median(rates["plastic"])
-    ratios = [p / s for p, s in zip(rates["plastic"], rates["sb3"])]
-    return {"env": env_name, "policy": policy, "sb3_sps": sb3, "plastic_sps": plastic, "ratio": statistics.median(ratios)}
+
+    def ratio(name: str) -> float:
+        return statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
+
+    return {
+        "env": env_name, "policy": policy, "sb3_sps": statistics.median(rates["sb3"]),
+        "plastic_sps": statistics.median(rates["plastic"]), "ratio": ratio("plastic"), "none_ratio": ratio("none"),
+    }  # fmt: skip
 
 
 class RecordEval(BaseCallback):
@@ -138,17 +151,19 @@ def gradstep(steps: int) -> list[dict]:
 
     spaces = (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lambda _: 1e-3)
 
-    def arm(norm: bool, affine: bool = False, elr: bool = False):
+    def arm(norm: bool, affine: bool = False, elr: bool = False, fused: bool = False):
         torch.manual_seed(0)
         policy = ActorCriticPolicy(*spaces)
         if norm:
             insert_norm(policy.mlp_extractor, affine=affine)
-            policy.optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        if norm or fused:  # SB3's optimizer settings (Adam, eps=1e-5), rebuilt over the new parameters
+            policy.optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, eps=1e-5, fused=fused)
         tracker = ELR(policy, policy.optimizer, schedule=CyclicRewarm(10_000), measure_every=0) if elr else None
         return policy, tracker
 
     arms = {"SB3": arm(False), "+LayerNorm (affine)": arm(True, True), "+LayerNorm": arm(True),
-            "+LayerNorm +ELR": arm(True, elr=True)}  # fmt: skip
+            "+LayerNorm +ELR": arm(True, elr=True), "+LayerNorm +ELR, fused Adam": arm(True, elr=True, fused=True),
+            "SB3, fused Adam": arm(False, fused=True)}  # fmt: skip
     x, actions, returns = torch.randn(256, 4), torch.randint(0, 2, (256,)), torch.randn(256)
 
     def step(policy, tracker) -> None:
@@ -175,8 +190,8 @@ def gradstep(steps: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["overhead", "learning", "gradstep"])
-    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 8192 mlp, 2048 cnn)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 2048 mlp, 1024 cnn)")
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--timesteps", type=int, default=100_000)
@@ -198,12 +213,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             print(f"{row['arm']:<36} {row['us']:>7.0f} {row['ratio']:>6.3f}")
     elif args.part == "overhead":
-        print(f"{'env':<12} {'policy':<10} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6}")
+        print(f"{'env':<12} {'policy':<10} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'control (none)':>15}")
         for env_name in args.envs:
             zoo = ZOO_ATARI if env_name == "atari-sized" else ZOO_CARTPOLE
-            row = overhead(env_name, zoo, args.steps or (2048 if env_name == "atari-sized" else 8192), args.rounds)
+            row = overhead(env_name, zoo, args.steps or (1024 if env_name == "atari-sized" else 2048), args.rounds)
             rows.append(row)
-            print(f"{row['env']:<12} {row['policy']:<10} {row['sb3_sps']:>16.0f} {row['plastic_sps']:>16.0f} {row['ratio']:>6.3f}")
+            print(f"{row['env']:<12} {row['policy']:<10} {row['sb3_sps']:>16.0f} {row['plastic_sps']:>16.0f} {row['ratio']:>6.3f} {row['none_ratio']:>15.3f}")
     else:
         print(f"{'algo':<11} {'seed':>4} {'first >= 475':>12} {'final':>7} {'best':>7} {'wall s':>7}")
         for algo in (PlasticPPO, PPO):
