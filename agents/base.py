@@ -91,6 +91,11 @@ class PlasticMixin:
         **kwargs: Any,
     ):
         policy, env = split_call_form(type(self), policy, env)
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if not kwargs.get("_init_setup_model", True) and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
+            # SB3's load() of a zip that SB3's own PPO/DQN/SAC saved: its networks have no normalization, so
+            # it continues as plasticity="none" (SB3's algorithm, plus ELR measurements and diagnostics).
+            plasticity = "none"
         self.plasticity_config = resolve_plasticity(plasticity)
         for name, value in (("diagnostics_freq", diagnostics_freq), ("diagnostics_batch", diagnostics_batch)):
             if not (isinstance(value, int) and value >= 0):
@@ -102,7 +107,6 @@ class PlasticMixin:
         self.diagnostics_tau = diagnostics_tau
         self._plasticity_state: dict | None = None
         self._diagnosed_at = 0
-        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
         if self.plasticity_config.norm is not None and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
             raise ValueError(
                 f"plasticity norm={self.plasticity_config.norm!r} needs a plastic_rl policy "

@@ -10,10 +10,10 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, Schedule
+from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule
 from plastic_rl.norm import NORM_KINDS
 
-SCHEDULE_KINDS = (None, "cyclic", "cusum")
+SCHEDULE_KINDS = (None, "cyclic", "cusum", "on-demand")
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,12 @@ class PlasticityConfig:
     anyway, and on SB3's small networks the extra parameter tensors cost more than the
     normalization itself (a PPO gradient step: +13% without them, +39% with; tools/bench_agents).
     ``project``/``project_every``/``gains``: ``ELR`` projection of the scale-invariant layers.
-    ``schedule``: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps) or ``"cusum"``
-    (restart when the training loss jumps); both warm up over ``warmup`` steps from ``floor`` to
-    ``peak`` (factors of the agent's own lr) and decay back (cosine, over the rest of the period for
-    cyclic, over ``decay`` steps for cusum). ``threshold``/``drift``: the CUSUM detector.
+    ``schedule``: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps), ``"cusum"``
+    (restart when the training loss jumps) or ``"on-demand"`` (factor 1 until ``model.plasticity.rewarm()``,
+    e.g. from ``plastic_rl.envs.RewarmOnSwitch`` at a task switch); each (re)start warms up over
+    ``warmup`` steps from ``floor`` to ``peak`` (factors of the agent's own lr) and decays back (cosine,
+    over the rest of the period for cyclic, over ``decay`` steps otherwise). ``threshold``/``drift``:
+    the CUSUM detector.
     ``measure_every``: optimizer steps between ELR measurements; 0 (default) measures the first
     optimizer step of every ``train()`` call, which is what gets logged (``ELR.measure_next``).
     With ``norm=None, project=False, schedule=None`` ("none") the agent is exactly its SB3 parent; the
@@ -56,7 +58,7 @@ class PlasticityConfig:
         if self.gains not in GAIN_MODES:
             raise ValueError(f"gains={self.gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
         if self.schedule not in SCHEDULE_KINDS:
-            raise ValueError(f"schedule={self.schedule!r} is not accepted; accepted: None, cyclic, cusum")
+            raise ValueError(f"schedule={self.schedule!r} is not accepted; accepted: None, {', '.join(SCHEDULE_KINDS[1:])}")
         if self.project and self.norm is None:
             raise ValueError("project=True needs norm='layer' or 'rms': only normalized layers are scale-invariant")
         self.make_schedule()  # validates the schedule's numbers now, not at the first step
@@ -68,6 +70,8 @@ class PlasticityConfig:
             return CusumRewarm(
                 warmup=self.warmup, decay=self.decay, peak=self.peak, floor=self.floor, threshold=self.threshold, drift=self.drift
             )
+        if self.schedule == "on-demand":
+            return OnDemandRewarm(warmup=self.warmup, decay=self.decay, peak=self.peak, floor=self.floor)
         return None
 
 

@@ -4,7 +4,8 @@ A schedule never sets a learning rate; it returns a factor. Whoever owns the opt
 schedule, a torch LR scheduler, a constant) keeps setting the base learning rate, and the optimizer
 steps with ``base * factor``. Re-warming (Lyle et al. 2025) means restarting a linear warm-up to a
 peak followed by a cosine decay: periodically (``CyclicRewarm``), when a change-point detector sees
-the loss rise (``CusumRewarm``), or by hand (``rewarm()``).
+the loss rise (``CusumRewarm``), or only when the caller says so (``OnDemandRewarm``: a known task
+switch); every schedule also restarts on ``rewarm()``.
 
 Convention: ``factor()`` is the multiplier for the *next* optimizer step; ``step(loss)`` is called
 once after each optimizer step. ``s`` below counts optimizer steps since the last (re)start.
@@ -194,4 +195,38 @@ class CusumRewarm(Schedule):
         self.alarms = list(self.alarms)
 
 
-SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm}
+class OnDemandRewarm(Schedule):
+    """Factor ``idle`` until the first ``rewarm()``; from each ``rewarm()``: warm-up to ``peak``, cosine to ``floor``.
+
+    For change points the caller knows (a task switch announced by ``TaskSequence``, the data change
+    of warm-starting): before the first ``rewarm()`` the network trains exactly as it would without a
+    schedule (``idle=1``), which ``CyclicRewarm`` (restarts by itself) and ``CusumRewarm`` (warms up at
+    step 0) cannot do.
+    """
+
+    def __init__(self, warmup: int, decay: int, peak: float = 1.0, floor: float = 0.1, idle: float = 1.0):
+        if not (isinstance(decay, int) and decay >= 0):
+            raise ValueError(f"decay={decay!r} must be an int >= 0")
+        _check_profile(warmup, peak, floor)
+        if not (math.isfinite(idle) and idle >= 0):
+            raise ValueError(f"idle={idle!r} must be a finite number >= 0")
+        self.warmup, self.decay = warmup, decay
+        self.peak, self.floor, self.idle = float(peak), float(floor), float(idle)
+        self.t = 0  # steps since the last rewarm()
+        self.started = False
+
+    def factor(self) -> float:
+        if not self.started:
+            return self.idle
+        return warmup_cosine(self.t, self.warmup, self.decay, self.peak, self.floor)
+
+    def step(self, loss: float | None = None) -> None:
+        if self.started:
+            self.t += 1
+
+    def rewarm(self) -> None:
+        self.started = True
+        self.t = 0
+
+
+SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm, "on-demand": OnDemandRewarm}

@@ -254,6 +254,21 @@ def test_save_load_keeps_the_plasticity_state(tmp_path, algo, env, kwargs):
     projected_at_init(loaded)
 
 
+@pytest.mark.parametrize("plastic, vanilla, env, kwargs", [(PlasticPPO, PPO, "CartPole-v1", PPO_KW), (PlasticDQN, DQN, "CartPole-v1", DQN_KW)], ids=["ppo", "dqn"])
+def test_a_vanilla_sb3_zip_loads_as_plasticity_none(tmp_path, plastic, vanilla, env, kwargs):
+    sb3 = vanilla("MlpPolicy", env, seed=0, **kwargs).learn(256)
+    sb3.save(tmp_path / "sb3.zip")
+    model = plastic.load(tmp_path / "sb3.zip", env=make_vec_env(env, n_envs=1, seed=0))
+    assert model.plasticity_config == PRESETS["none"]
+    assert same_parameters(model, sb3)
+    obs = np.stack([model.observation_space.sample() for _ in range(16)])
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], sb3.predict(obs, deterministic=True)[0])
+    model.learn(256, reset_num_timesteps=False)
+    assert model.plasticity.metrics()["lr_factor"] == 1.0
+    model.save(tmp_path / "ours.zip")  # and from then on it is one of ours
+    assert plastic.load(tmp_path / "ours.zip").plasticity_config == PRESETS["none"]
+
+
 def test_sb3_api_keeps_working(tmp_path):
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     model = PlasticPPO("MlpPolicy", env, **PPO_KW)

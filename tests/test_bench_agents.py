@@ -6,8 +6,9 @@ from plastic_rl.tools import bench_agents
 
 
 def test_overhead_reports_a_ratio(capsys):
-    (row,) = bench_agents.main(["overhead", "--envs", "CartPole-v1", "--steps", "256", "--rounds", "1"])
-    assert row["sb3_sps"] > 0 and row["plastic_sps"] > 0 and row["ratio"] > 0
+    (row,) = bench_agents.main(["overhead", "--envs", "CartPole-v1", "--steps", "256", "--rounds", "2"])
+    assert row["sb3_sps"] > 0 and row["plastic_sps"] > 0 and row["none_ratio"] > 0 and row["rounds"] == 2
+    assert row["ratio_q1"] <= row["ratio"] <= row["ratio_q3"]
     assert "CartPole-v1" in capsys.readouterr().out
 
 
@@ -26,11 +27,14 @@ def test_learning_reports_every_seed(capsys):
 
 def test_gradstep_breakdown_has_every_arm():
     rows = bench_agents.main(["gradstep", "--steps", "3"])
-    assert [r["arm"] for r in rows] == ["SB3", "+LayerNorm (affine)", "+LayerNorm", "+LayerNorm +ELR"]
+    assert [r["arm"] for r in rows] == [
+        "SB3", "+LayerNorm (affine)", "+LayerNorm", "+LayerNorm +ELR", "+LayerNorm +ELR, fused Adam", "SB3, fused Adam"
+    ]  # fmt: skip
     assert rows[0]["ratio"] == 1.0 and all(r["us"] > 0 for r in rows)
 
 
-def test_bad_input_exits_2():
+@pytest.mark.parametrize("argv", [["learning", "--timesteps", "0"], ["overhead", "--rounds", "-1"]])
+def test_bad_input_exits_2(argv):
     with pytest.raises(SystemExit) as info:
-        bench_agents.main(["learning", "--timesteps", "0"])
+        bench_agents.main(argv)
     assert info.value.code == 2

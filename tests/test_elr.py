@@ -67,6 +67,24 @@ def test_projection_restores_initial_norms():
     assert joint_norm(net[6]) != pytest.approx(head, rel=1e-3)  # the output layer is free
 
 
+def test_every_parameter_starts_on_a_64_byte_boundary_and_the_gaps_stay_zero():
+    net = make_net()  # the free head (32*3 + 3 floats) comes first in the buffer: 396 bytes, not a multiple of 64
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    elr = ELR(net, opt)
+    assert {name: p.data_ptr() % 64 for name, p in net.named_parameters()} == {name: 0 for name in before}
+    assert all(torch.equal(p, before[name]) for name, p in net.named_parameters())
+    train(net, opt, elr, steps=5)
+    flat = elr._flat.flat
+    used = torch.zeros(flat.numel(), dtype=torch.bool)
+    for p in net.parameters():
+        start = (p.data_ptr() - flat.data_ptr()) // flat.element_size()
+        used[start : start + p.numel()] = True
+    assert (~used).any() and torch.all(flat[~used] == 0)  # gaps exist, and hold zeros after training
+    norms = dict(zip(elr._flat.names, elr._norms(elr._flat.views).tolist()))  # a group's view spans its gaps
+    assert norms["4"] == pytest.approx(joint_norm(net[6]), rel=1e-6) and norms["0"] == pytest.approx(joint_norm(net[0]), rel=1e-6)
+
+
 def test_project_every():
     net = make_net()
     opt = torch.optim.SGD(net.parameters(), lr=0.5)

@@ -368,6 +368,32 @@ def test_rewarm_on_switch_with_plastic_ppo():
         PPO("MlpPolicy", seq, n_steps=32, batch_size=64).learn(64, callback=RewarmOnSwitch())
 
 
+class RecordFactor(RewarmOnSwitch):
+    """RewarmOnSwitch that also records (num_timesteps, lr factor) at the start of every rollout."""
+
+    def __init__(self):
+        super().__init__()
+        self.factors = []
+
+    def _on_rollout_start(self) -> None:
+        self.factors.append((self.model.num_timesteps, self.model.plasticity.lr_factor))
+
+
+def test_on_demand_schedule_rewarms_only_at_task_switches():
+    seq = permuted_cartpole(n_envs=4, n_tasks=2, switch_every=256, rewarm_on_switch=True)
+    plasticity = {"schedule": "on-demand", "warmup": 4, "decay": 8}
+    model = PlasticPPO("MlpPolicy", seq, n_steps=32, batch_size=64, n_epochs=1, seed=0, plasticity=plasticity)
+    callback = RecordFactor()
+    model.learn(512, callback=callback)
+    assert callback.switches == [256, 512]
+    assert [t for t, _ in callback.factors] == [0, 128, 256, 384]  # rollouts of 32 steps x 4 envs
+    factors = [f for _, f in callback.factors]
+    assert factors[:2] == [1.0, 1.0]  # idle: exactly the agent's own lr until the first switch
+    # Re-warmed at the switch (step 256), then 2 gradient steps per rollout: 2 and 4 steps into the
+    # warm-up from 1 to the peak 2 over 4 steps.
+    assert factors[2:] == [pytest.approx(1.75), pytest.approx(2.0)]
+
+
 # --- SB3 trains on it ---------------------------------------------------------------------------
 
 

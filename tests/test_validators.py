@@ -17,7 +17,8 @@ import torch
 
 from plastic_rl.elr import ELR
 from plastic_rl.tools import grokking, warm_start
-from plastic_rl.tools._validate import OnDemandRewarm, parse_seeds
+from plastic_rl.elr import OnDemandRewarm
+from plastic_rl.tools._validate import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

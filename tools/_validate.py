@@ -1,9 +1,7 @@
 """Shared plumbing of the reference validators (``grokking``, ``warm_start``): CLI, files, plots.
 
 Nothing here is about plasticity: the validators get that from the core (``plastic_rl.elr``,
-``plastic_rl.norm``, ``plastic_rl.diagnostics``). The one exception is :class:`OnDemandRewarm`, a
-re-warm ``Schedule`` that stays idle until ``rewarm()`` is first called (see its docstring for why
-the core's two schedules do not fit).
+``plastic_rl.norm``, ``plastic_rl.schedules``, ``plastic_rl.diagnostics``).
 """
 
 from __future__ import annotations
@@ -19,47 +17,6 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from plastic_rl.elr import Schedule, warmup_cosine
-
-
-# --------------------------------------------------------------------------------------------
-# Schedule
-# --------------------------------------------------------------------------------------------
-
-
-class OnDemandRewarm(Schedule):
-    """Factor ``idle`` until the first ``rewarm()``; then warm-up to ``peak`` and cosine to ``floor``.
-
-    ``warmup_cosine`` (the core's profile) restarted by every ``rewarm()``, as ``CusumRewarm`` does,
-    but with no change-point detector and no warm-up at step 0: the validators re-warm at a point
-    they know (the data change of warm-starting, the late switch of "grokking on demand"), and before
-    it the network must train exactly like its un-re-warmed twin. ``CyclicRewarm`` restarts by itself
-    and ``CusumRewarm`` starts warming at step 0, so neither can be idle first.
-    """
-
-    def __init__(self, warmup: int, decay: int, peak: float, floor: float, idle: float = 1.0):
-        if not (isinstance(warmup, int) and warmup >= 0 and isinstance(decay, int) and decay >= 0):
-            raise ValueError(f"warmup={warmup!r} and decay={decay!r} must be ints >= 0")
-        for name, value in (("peak", peak), ("floor", floor), ("idle", idle)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
-        self.warmup, self.decay = warmup, decay
-        self.peak, self.floor, self.idle = float(peak), float(floor), float(idle)
-        self.t = 0
-        self.started = False
-
-    def factor(self) -> float:
-        if not self.started:
-            return self.idle
-        return warmup_cosine(self.t, self.warmup, self.decay, self.peak, self.floor)
-
-    def step(self, loss: float | None = None) -> None:
-        if self.started:
-            self.t += 1
-
-    def rewarm(self) -> None:
-        self.started = True
-        self.t = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v
 Atari-sized image env (84x84x4 uint8 frames, random pixels: the network is what is measured, not the
 game) with CnnPolicy. Reported: median env steps/s of each and the median of the per-round ratios
 (target >= 0.95). A third arm, PlasticPPO(plasticity="none"), computes exactly what SB3's PPO computes:
-its ratio ("control") shows how far this machine's noise alone moves the number. Rounds are short (8
+its ratio ("control") shows how far this machine's noise alone moves the number. Rounds are short (4
 rollouts on CartPole, 1 on the image env) so that the arms compared in a round share the machine's
-load; on this shared 2-core VM rounds of 8192 steps gave controls anywhere from 0.94 to 1.06.
+load, and many (the median's error shrinks with their number); on this shared 2-core VM seven rounds
+of 8192 steps gave controls anywhere from 0.92 to 1.06. "ratio IQR" is the middle half of the
+per-round ratios.
 
 gradstep: where PlasticPPO's extra time goes: one PPO gradient step (``evaluate_actions``, loss,
 backward, grad clipping, Adam) of the CartPole policy on a batch of 256, for SB3's policy, with a
@@ -102,12 +104,14 @@ def overhead(env_name: str, zoo: dict, steps: int, rounds: int, seed: int = 0) -
             models[name].learn(steps, reset_num_timesteps=False)
             rates[name].append(steps / (time.perf_counter() - start))
 
-    def ratio(name: str) -> float:
-        return statistics.median(a / b for a, b in zip(rates[name], rates["sb3"]))
+    def ratios(name: str) -> list[float]:
+        return [a / b for a, b in zip(rates[name], rates["sb3"])]
 
+    quartiles = statistics.quantiles(ratios("plastic"), n=4) if rounds > 1 else [ratios("plastic")[0]] * 3
     return {
-        "env": env_name, "policy": policy, "sb3_sps": statistics.median(rates["sb3"]),
-        "plastic_sps": statistics.median(rates["plastic"]), "ratio": ratio("plastic"), "none_ratio": ratio("none"),
+        "env": env_name, "policy": policy, "rounds": rounds, "sb3_sps": statistics.median(rates["sb3"]),
+        "plastic_sps": statistics.median(rates["plastic"]), "ratio": statistics.median(ratios("plastic")),
+        "ratio_q1": quartiles[0], "ratio_q3": quartiles[2], "none_ratio": statistics.median(ratios("none")),
     }  # fmt: skip
 
 
@@ -190,8 +194,8 @@ def gradstep(steps: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["overhead", "learning", "gradstep"])
-    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 2048 mlp, 1024 cnn)")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)")
+    parser.add_argument("--rounds", type=int, default=0, help="overhead rounds (default 40 on CartPole, 15 on the image env)")
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--timesteps", type=int, default=100_000)
@@ -199,11 +203,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small networks)")
     args = parser.parse_args(argv)
-    for name in ("rounds", "timesteps", "eval_freq", "episodes", "threads"):
+    for name in ("timesteps", "eval_freq", "episodes", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
-    if args.steps < 0:
-        parser.error(f"--steps={args.steps} must be >= 1 (or 0 for the default)")
+    for name in ("steps", "rounds"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name}={getattr(args, name)} must be >= 1 (or 0 for the default)")
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}, {args.part}")
     rows = []
@@ -213,12 +218,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             print(f"{row['arm']:<36} {row['us']:>7.0f} {row['ratio']:>6.3f}")
     elif args.part == "overhead":
-        print(f"{'env':<12} {'policy':<10} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'control (none)':>15}")
+        print(f"{'env':<12} {'policy':<10} {'rounds':>6} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'ratio IQR':>12} {'control (none)':>15}")
         for env_name in args.envs:
             zoo = ZOO_ATARI if env_name == "atari-sized" else ZOO_CARTPOLE
-            row = overhead(env_name, zoo, args.steps or (1024 if env_name == "atari-sized" else 2048), args.rounds)
+            rounds = args.rounds or (15 if env_name == "atari-sized" else 40)
+            row = overhead(env_name, zoo, args.steps or 1024, rounds)
             rows.append(row)
-            print(f"{row['env']:<12} {row['policy']:<10} {row['sb3_sps']:>16.0f} {row['plastic_sps']:>16.0f} {row['ratio']:>6.3f} {row['none_ratio']:>15.3f}")
+            iqr = f"{row['ratio_q1']:.3f}-{row['ratio_q3']:.3f}"
+            print(
+                f"{row['env']:<12} {row['policy']:<10} {rounds:>6} {row['sb3_sps']:>16.0f} {row['plastic_sps']:>16.0f} "
+                f"{row['ratio']:>6.3f} {iqr:>12} {row['none_ratio']:>15.3f}", flush=True,
+            )  # fmt: skip
     else:
         print(f"{'algo':<11} {'seed':>4} {'first >= 475':>12} {'final':>7} {'best':>7} {'wall s':>7}")
         for algo in (PlasticPPO, PPO):

@@ -38,10 +38,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from plastic_rl import diagnostics
-from plastic_rl.elr import ELR, CyclicRewarm
+from plastic_rl.elr import ELR, CyclicRewarm, OnDemandRewarm
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
-    OnDemandRewarm,
     Timer,
     add_common,
     first_step,

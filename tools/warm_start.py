@@ -50,10 +50,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from plastic_rl import diagnostics
-from plastic_rl.elr import ELR
+from plastic_rl.elr import ELR, OnDemandRewarm
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
-    OnDemandRewarm,
     Timer,
     add_common,
     machine,
