@@ -38,7 +38,7 @@ from torch import nn
 from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
 from plastic_rl.schedules import SCHEDULES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule, warmup_cosine
 
-__all__ = ["ELR", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm", "warmup_cosine", "GAIN_MODES"]
+__all__ = ["ELR", "projected_parameters", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm", "warmup_cosine", "GAIN_MODES"]
 
 GAIN_MODES = ("project", "none")
 _DOT_ABOVE = 1 << 18  # elements; see ELR._norms
@@ -174,35 +174,8 @@ class ELR:
         self.gains = gains
         exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
-        blocks = list(iter_blocks(model))
-        if not blocks:
-            raise ValueError(
-                f"model {type(model).__name__} has no Linear/Conv layer "
-                f"(accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)}); nothing to measure or project"
-            )
+        blocks, chosen, gains = _select(model, exclude, include, self.project, self.gains)
         names = [b.name for b in blocks]
-        if include is not None:
-            include = [include] if isinstance(include, str) else list(include)
-            missing = [n for n in include if n not in names]
-            if missing:
-                raise ValueError(f"include names unknown layers {missing}; layers: {sorted(names)}")
-            chosen = [b for b in blocks if b.name in include]
-        else:
-            chosen = [b for b in blocks if b.norm is not None and not matches(b.name, exclude)]
-        if not self.project:
-            chosen = []
-        elif not chosen:
-            raise ValueError(
-                f"model {type(model).__name__} has no scale-invariant layer (a Linear/Conv followed by a "
-                "normalization in an nn.Sequential): call plastic_rl.norm.insert_norm first, pass include=[...], "
-                "or use project=False"
-            )
-        gains = []
-        if self.gains == "project":
-            for b in chosen:
-                gain = getattr(b.norm, "weight", None) if b.norm is not None else None
-                if isinstance(gain, nn.Parameter):
-                    gains.append((f"{b.name}.gain", [(b.norm, "weight")]))
         # Buffer layout: [measured, not projected | measured and projected | projected gains], so the
         # measured groups are a prefix and the projected ones a suffix: slices, not gathers, per step.
         free = [b for b in blocks if b not in chosen]
@@ -428,6 +401,55 @@ class ELR:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _select(model: nn.Module, exclude: tuple[str, ...], include: Any, project: bool, gains: str):
+    """ELR's rule: (every block, the projected blocks, the projected gain groups) of ``model``."""
+    blocks = list(iter_blocks(model))
+    if not blocks:
+        raise ValueError(
+            f"model {type(model).__name__} has no Linear/Conv layer "
+            f"(accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)}); nothing to measure or project"
+        )
+    names = [b.name for b in blocks]
+    if include is not None:
+        include = [include] if isinstance(include, str) else list(include)
+        missing = [n for n in include if n not in names]
+        if missing:
+            raise ValueError(f"include names unknown layers {missing}; layers: {sorted(names)}")
+        chosen = [b for b in blocks if b.name in include]
+    else:
+        chosen = [b for b in blocks if b.norm is not None and not matches(b.name, exclude)]
+    if not project:
+        chosen = []
+    elif not chosen:
+        raise ValueError(
+            f"model {type(model).__name__} has no scale-invariant layer (a Linear/Conv followed by a "
+            "normalization in an nn.Sequential): call plastic_rl.norm.insert_norm first, pass include=[...], "
+            "or use project=False"
+        )
+    gain_groups = []
+    if gains == "project":
+        for b in chosen:
+            gain = getattr(b.norm, "weight", None) if b.norm is not None else None
+            if isinstance(gain, nn.Parameter):
+                gain_groups.append((f"{b.name}.gain", [(b.norm, "weight")]))
+    return blocks, chosen, gain_groups
+
+
+def projected_parameters(
+    model: nn.Module, *, exclude: Iterable[str] = (), include: Iterable[str] | None = None, gains: str = "project"
+) -> list[nn.Parameter]:
+    """The parameters ``ELR(model, ..., exclude=, include=, gains=)`` would project, before any optimizer exists.
+
+    E.g. to build an AdamW whose weight decay skips them (their norm is pinned by projection anyway).
+    """
+    if gains not in GAIN_MODES:
+        raise ValueError(f"gains={gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    _, chosen, gain_groups = _select(model, exclude, include, True, gains)
+    slots = [slot for b in chosen for slot in layer_slots(b.layer)] + [slot for _, group in gain_groups for slot in group]
+    return [module._parameters[attr] for module, attr in slots]
 
 
 def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from plastic_rl.elr import ELR, CusumRewarm, CyclicRewarm
+from plastic_rl.elr import ELR, CusumRewarm, CyclicRewarm, projected_parameters
 from plastic_rl.norm import insert_norm
 
 
@@ -51,6 +51,26 @@ def test_finds_scale_invariant_layers_and_excludes_the_head():
     assert elr.projected_names == ["0", "2", "0.gain", "2.gain"]
     assert ELR(net, torch.optim.Adam(net.parameters()), exclude=["2"], gains="none").projected_names == ["0"]
     assert ELR(net, torch.optim.Adam(net.parameters()), include=["4"]).projected_names == ["4"]
+
+
+def test_projected_parameters_are_what_elr_projects_before_any_optimizer_exists():
+    net = make_net()
+    ids = lambda params: [id(p) for p in params]
+    assert ids(projected_parameters(net)) == ids([net[0].weight, net[0].bias, net[3].weight, net[3].bias, net[1].weight, net[4].weight])
+    assert ids(projected_parameters(net, exclude=["2"], gains="none")) == ids([net[0].weight, net[0].bias])
+    assert ids(projected_parameters(net, include=["4"])) == ids([net[6].weight, net[6].bias])
+    weights = {id(p): p.detach().clone() for p in net.parameters()}
+    decay = torch.optim.AdamW(
+        [{"params": projected_parameters(net), "weight_decay": 0.0},
+         {"params": [p for p in net.parameters() if id(p) not in set(ids(projected_parameters(net)))]}], lr=0.01
+    )  # fmt: skip
+    elr = ELR(net, decay)  # the same parameters, in the same order, as ELR's own choice
+    assert [n for n in elr.projected_names] == ["0", "2", "0.gain", "2.gain"]
+    assert all(torch.equal(p, weights[id(p)]) for p in net.parameters())  # asking changed nothing
+    with pytest.raises(ValueError, match="no scale-invariant layer"):
+        projected_parameters(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+    with pytest.raises(ValueError, match="gains='all' is not accepted"):
+        projected_parameters(net, gains="all")
 
 
 def test_projection_restores_initial_norms():

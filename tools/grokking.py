@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from plastic_rl import diagnostics
-from plastic_rl.elr import ELR, CyclicRewarm, OnDemandRewarm
+from plastic_rl.elr import ELR, CyclicRewarm, OnDemandRewarm, projected_parameters
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
     Timer,
@@ -195,18 +195,9 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
         return optimizer, ELR(model, optimizer, project=False, measure_every=cfg.eval_every)
 
     include = model.hidden_layers() if isinstance(model, Transformer) else None
-    # Which parameters ELR projects: build it once on a throw-away optimizer to ask it (the core's rule,
-    # not a copy of it), then give the projected ones no weight decay and the rest cfg.norm_wd.
+    # The parameters ELR will project get no weight decay (projection pins their norm); the rest cfg.norm_wd.
     gains = "project" if cfg.gains == "project" else "none"
-    probe = ELR(model, torch.optim.SGD(model.parameters(), lr=0.0), include=include, gains=gains)
-    projected = set()
-    modules = dict(model.named_modules())
-    for name in probe.projected_names:
-        if name.endswith(".gain"):
-            projected.add(id(_norm_after(model, name[: -len(".gain")]).weight))
-        else:
-            projected.update(id(p) for p in modules[name].parameters(recurse=False))
-    probe.remove()
+    projected = {id(p) for p in projected_parameters(model, include=include, gains=gains)}
     decayed = [p for p in model.parameters() if id(p) not in projected]
     free = [p for p in model.parameters() if id(p) in projected]
     lr = cfg.low_lr if arm == "late-elr" else cfg.lr
@@ -225,15 +216,6 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
         decay = max(cfg.steps - cfg.late - warmup, 0)
         schedule = OnDemandRewarm(warmup=warmup, decay=decay, peak=cfg.peak_lr / lr, floor=cfg.floor_lr / lr)
     return optimizer, ELR(model, optimizer, schedule=schedule, measure_every=cfg.eval_every, include=include, gains=gains)
-
-
-def _norm_after(model: nn.Module, layer_name: str) -> nn.Module:
-    from plastic_rl.layers import iter_blocks
-
-    for block in iter_blocks(model):
-        if block.name == layer_name:
-            return block.norm
-    raise KeyError(layer_name)
 
 
 @torch.no_grad()
