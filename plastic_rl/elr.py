@@ -453,7 +453,7 @@ def projected_parameters(
 
 
 def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:
-    """Build a schedule from a name (``"cyclic"``, ``"cusum"``, or None) and its keyword arguments."""
+    """Build a schedule from a name (a key of ``SCHEDULES``: ``"cyclic"``, ``"cusum"``, ``"on-demand"``; or None)."""
     if kind is None or kind == "none":
         return None
     if kind not in SCHEDULES:

@@ -12,26 +12,11 @@ from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents import PRESETS, PlasticityConfig
 from plastic_rl.agents.policies import PlasticActorCriticCnnPolicy, PlasticActorCriticPolicy
 from plastic_rl.layers import iter_blocks
+from helpers import TinyImageEnv
 
 PPO_KW = dict(n_steps=128, batch_size=64, n_epochs=2)
 DQN_KW = dict(learning_starts=100, train_freq=4, target_update_interval=100, buffer_size=2_000)
 SAC_KW = dict(learning_starts=100, buffer_size=2_000, policy_kwargs=dict(net_arch=[32, 32]))
-
-
-class TinyImageEnv(gym.Env):
-    """36x36 RGB observations (NatureCNN's smallest input), two actions, 20-step episodes."""
-
-    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        self.t += 1
-        return self.observation_space.sample(), float(action), False, self.t >= 20, {}
 
 
 def same_parameters(a, b):
@@ -293,6 +278,8 @@ def test_bad_plasticity_settings():
         PlasticPPO("CartPole-v1", plasticity={"peek": 2})
     with pytest.raises(ValueError, match="norm='batch' is not accepted"):
         PlasticPPO("CartPole-v1", plasticity={"norm": "batch"})
+    with pytest.raises(ValueError, match="schedule='cosine' is not accepted; accepted: None, cyclic, cusum, on-demand"):
+        PlasticPPO("CartPole-v1", plasticity={"schedule": "cosine"})
     with pytest.raises(ValueError, match="the policy and value networks of PlasticActorCriticPolicy has no Linear/Conv"):
         PlasticPPO("CartPole-v1", policy_kwargs=dict(net_arch=[]))
     PlasticPPO("CartPole-v1", plasticity="none", policy_kwargs=dict(net_arch=[]))  # nothing to normalize is fine then

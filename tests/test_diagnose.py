@@ -27,25 +27,10 @@ from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, diagnostics
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.agents.sac import actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
+from helpers import TinyImageEnv
 
 PPO_KW = dict(n_steps=64, batch_size=64, n_epochs=1, seed=0)
 N_OBS = 256
-
-
-class TinyImageEnv(gym.Env):
-    """36x36x3 uint8 frames (NatureCNN's smallest input), two actions, 20-step episodes."""
-
-    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.np_random.integers(0, 256, (36, 36, 3), dtype=np.uint8), {}
-
-    def step(self, action):
-        self.t += 1
-        return self.np_random.integers(0, 256, (36, 36, 3), dtype=np.uint8), float(action), False, self.t >= 20, {}
 
 
 gym.register("DiagnoseTinyImage-v0", entry_point=TinyImageEnv)

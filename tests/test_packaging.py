@@ -94,3 +94,13 @@ def test_ci_runs_the_readme_test_command():
     # the README's first code block holds the two set-up commands, the test command among them
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
     assert command in first_block and "plastic_rl" in first_block
+
+
+def test_the_readme_core_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    core = [b for b in blocks if "from plastic_rl.elr import" in b]
+    assert len(core) == 2  # the ELR walk-through and the on-demand/weight-decay example
+    namespace: dict = {}
+    for block in core:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["elr"].lr_factor > 1.0  # the second example re-warmed

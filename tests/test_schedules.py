@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from plastic_rl.elr import CusumRewarm, CyclicRewarm, warmup_cosine
+from plastic_rl.elr import CusumRewarm, CyclicRewarm, OnDemandRewarm, warmup_cosine
 
 
 def factors(schedule, n, loss=None):
@@ -125,3 +125,41 @@ def test_cusum_bad_input():
         CusumRewarm(threshold=0)
     with pytest.raises(ValueError, match="unknown keys"):
         CusumRewarm().load_state_dict({"bogus": 1})
+
+
+def test_on_demand_rewarm_is_idle_until_rewarm():
+    s = OnDemandRewarm(warmup=2, decay=2, peak=10.0, floor=1.0, idle=0.5)
+    factors = []
+    for _ in range(3):
+        factors.append(s.factor())
+        s.step()
+    s.rewarm()
+    for _ in range(6):
+        factors.append(s.factor())
+        s.step()
+    assert factors[:3] == [0.5] * 3
+    assert factors[3:] == pytest.approx([5.5, 10.0, 10.0, 5.5, 1.0, 1.0])
+
+
+def test_on_demand_state_round_trip_continues_identically():
+    s = OnDemandRewarm(warmup=3, decay=5, peak=2.0, floor=1.0)
+    factors(s, 4)
+    s.rewarm()
+    factors(s, 2)
+    t = OnDemandRewarm(warmup=3, decay=5, peak=2.0, floor=1.0)
+    t.load_state_dict(s.state_dict())
+    assert t.started and factors(t, 10) == factors(s, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(warmup=-1, decay=5), "warmup=-1 must be an int >= 0"),
+        (dict(warmup=2, decay=-5), "decay=-5 must be an int >= 0"),
+        (dict(warmup=2, decay=5, peak=1.0, floor=2.0), r"floor=2.0 must be in \[0, peak=1.0\]"),
+        (dict(warmup=2, decay=5, idle=float("nan")), "idle=nan must be a finite number >= 0"),
+    ],
+)
+def test_on_demand_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OnDemandRewarm(**kwargs)

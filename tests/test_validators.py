@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from plastic_rl.elr import ELR
+from plastic_rl.elr import ELR, OnDemandRewarm
 from plastic_rl.tools import grokking, warm_start
-from plastic_rl.elr import OnDemandRewarm
 from plastic_rl.tools._validate import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,17 +260,3 @@ def test_parse_seeds():
     for bad in ("", "a", "3-1", "-1"):
         with pytest.raises(ValueError):
             parse_seeds(bad)
-
-
-def test_on_demand_rewarm_is_idle_until_rewarm():
-    s = OnDemandRewarm(warmup=2, decay=2, peak=10.0, floor=1.0, idle=0.5)
-    factors = []
-    for _ in range(3):
-        factors.append(s.factor())
-        s.step()
-    s.rewarm()
-    for _ in range(6):
-        factors.append(s.factor())
-        s.step()
-    assert factors[:3] == [0.5] * 3
-    assert factors[3:] == pytest.approx([5.5, 10.0, 10.0, 5.5, 1.0, 1.0])
