@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.policies import NormalizedPolicy
+from plastic_rl.layers import architecture, architecture_mismatch
 
 
 def policy_for(observation_space: gym.Space) -> str:
@@ -73,6 +74,11 @@ def env_id_of(env: Any) -> str | None:
     return getattr(spec, "id", None)
 
 
+HUMAN_FORMATS = ("stdout", "log")  # SB3's formats for people (logger.HumanOutputFormat)
+# Whole-network values also printed at verbose >= 1; every other series goes to the machine formats only.
+CONSOLE_METRICS = ("lr_factor", "elr", "dormant_ratio", "dead_ratio", "saturated_ratio", "srank")
+
+
 class PlasticMixin:
     """Mixed in before an SB3 algorithm class: ``class PlasticPPO(PlasticMixin, PPO)``."""
 
@@ -106,6 +112,7 @@ class PlasticMixin:
         self.diagnostics_batch = diagnostics_batch
         self.diagnostics_tau = diagnostics_tau
         self._plasticity_state: dict | None = None
+        self._policy_architecture: list[str] | None = None  # saved: load() checks the rebuilt policy against it
         self._diagnosed_at = 0
         if self.plasticity_config.norm is not None and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
             raise ValueError(
@@ -124,6 +131,10 @@ class PlasticMixin:
     # -- building --------------------------------------------------------------------------------
     def _setup_model(self) -> None:
         super()._setup_model()
+        if self._policy_architecture is not None:  # restored from a saved zip by SB3's load()
+            mismatch = architecture_mismatch(self._policy_architecture, architecture(self.policy))
+            if mismatch:
+                raise ValueError(f"{type(self).__name__}.load: the saved policy does not match the rebuilt one: {mismatch}")
         self.plasticity = PlasticityController(self._plastic_networks(), self.plasticity_config)
         if self._plasticity_state is not None:  # restored from a saved zip by SB3's load()
             self.plasticity.load_state_dict(self._plasticity_state)
@@ -136,6 +147,14 @@ class PlasticMixin:
         """A fixed batch of recent observations (and actions where a network needs them), or None."""
         raise NotImplementedError
 
+    def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
+        """SB3's advice to run MLP policies of on-policy agents on the CPU, which keys on the policy
+        class's *name*: ask it about the SB3 class our policy extends."""
+        sb3_class = next(c for c in self.policy_class.__mro__ if c.__module__.startswith("stable_baselines3."))
+        if sb3_class.__name__ == mlp_class_name:
+            mlp_class_name = self.policy_class.__name__
+        super()._maybe_recommend_cpu(mlp_class_name)  # type: ignore[misc]
+
     # -- training --------------------------------------------------------------------------------
     def train(self, *args: Any, **kwargs: Any) -> None:
         with self.plasticity.training():
@@ -143,14 +162,30 @@ class PlasticMixin:
         self._record_plasticity()
 
     def _record_plasticity(self) -> None:
-        for key, value in self.plasticity.metrics().items():
-            self.logger.record(f"plasticity/{key}", value)
+        metrics = self.plasticity.metrics()
+        self._record("lr_factor", metrics.pop("lr_factor"))
+        for key, value in self.plasticity.network_elr().items():
+            self._record(key, value)
+        for key, value in metrics.items():
+            self._record(key, value, console=False)
         if self.diagnostics_freq and self._n_updates - self._diagnosed_at >= self.diagnostics_freq:
             inputs = self._diagnostic_inputs()
             if inputs is not None:
                 self._diagnosed_at = self._n_updates
-                for key, value in self.plasticity.measure(inputs, tau=self.diagnostics_tau).items():
-                    self.logger.record(f"plasticity/{key}", value)
+                summary, layers = self.plasticity.measure_split(inputs, tau=self.diagnostics_tau)
+                for key, value in summary.items():
+                    self._record(key, value, console=key.partition("/")[0] in CONSOLE_METRICS)
+                for key, value in layers.items():
+                    self._record(key, value, console=False)
+
+    def _record(self, key: str, value: float, console: bool = True) -> None:
+        """``plasticity/<key>`` to every output format, or (``console=False``) to the machine-readable ones.
+
+        SB3's stdout and log formats are tables for people that cut keys at 36 characters, so per-layer
+        series (``plasticity/param_norm/mlp_extractor.policy_net.0``) would collide there; they go to
+        TensorBoard, CSV and JSON, and the console gets the whole-network summary.
+        """
+        self.logger.record(f"plasticity/{key}", value, exclude=None if console else HUMAN_FORMATS)
 
     def learn(self, total_timesteps: int, *args: Any, **kwargs: Any):
         """SB3's ``learn``; TensorBoard runs are named after this class (``PlasticPPO_1``) by default."""
@@ -164,6 +199,7 @@ class PlasticMixin:
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self._plasticity_state = self.plasticity.state_dict()  # goes into SB3's data with the rest
+        self._policy_architecture = architecture(self.policy)
         try:
             super().save(*args, **kwargs)
         finally:

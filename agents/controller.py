@@ -10,6 +10,8 @@ step -- so the CUSUM re-warm and the finite-loss check see SB3's own loss.
 from __future__ import annotations
 
 import contextlib
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -17,8 +19,9 @@ import torch
 from torch import nn
 
 from plastic_rl import diagnostics
+from plastic_rl.layers import ACTIVATIONS
 from plastic_rl.agents.config import PlasticityConfig
-from plastic_rl.elr import ELR
+from plastic_rl.elr import ELR, scale_invariant_layers
 
 Forward = Callable[[nn.Module, Any], Any]
 
@@ -44,12 +47,20 @@ class PlasticityController:
         self.primary = next((net.name for net in networks if net.primary), networks[0].name)
         self.elrs: dict[str, ELR] = {}
         self._handles = []
+        unprojected = [net.name for net in networks if config.project and not scale_invariant_layers(net.module, net.exclude)]
+        if unprojected:
+            warnings.warn(
+                f"plasticity project=True: {', '.join(unprojected)} {'has' if len(unprojected) == 1 else 'have'} no hidden layer followed by a nonlinearity "
+                "(e.g. net_arch=[]), so nothing there is scale-invariant: it is not projected; its ELR is still measured",
+                UserWarning,
+                stacklevel=4,
+            )
         for net in networks:
             self.elrs[net.name] = ELR(
                 net.module,
                 net.optimizer,
                 schedule=config.make_schedule(),
-                project=config.project,
+                project=config.project and net.name not in unprojected,
                 project_every=config.project_every,
                 measure_every=config.measure_every,
                 gains=config.gains,
@@ -130,14 +141,36 @@ class PlasticityController:
 
     def measure(self, inputs: Any, tau: float = 0.025) -> dict[str, float]:
         """``diagnostics.measure`` on every network, keys named like ``metrics()``."""
-        out: dict[str, float] = {}
+        summary, layers = self.measure_split(inputs, tau)
+        return {**summary, **layers}
+
+    def measure_split(self, inputs: Any, tau: float = 0.025) -> tuple[dict[str, float], dict[str, float]]:
+        """``measure()`` as (whole-network values: ``<metric>[/<network>]``, per-layer values)."""
+        summary: dict[str, float] = {}
+        layers: dict[str, float] = {}
         for name, net in self.networks.items():
+            if not any(isinstance(m, ACTIVATIONS) for m in net.module.modules()):
+                continue  # no hidden units (net_arch=[]): nothing for unit diagnostics to look at
             for key, value in diagnostics.measure(net.module, inputs, tau=tau, forward=net.forward).items():
                 kind, _, layer = key.partition("/")
                 if layer:
-                    out[f"{kind}/{self._key(name, layer)}"] = value
+                    layers[f"{kind}/{self._key(name, layer)}"] = value
                 else:
-                    out[f"{kind}/{name}" if self._prefix else kind] = value
+                    summary[f"{kind}/{name}" if self._prefix else kind] = value
+        return summary, layers
+
+    def network_elr(self) -> dict[str, float]:
+        """The ELR of each network as a whole: ||u_t|| / ||W_{t-1}|| over all its measured layers jointly.
+
+        ``elr`` (``elr/<network>`` for agents with several networks): one readable number per network
+        for the console; the per-layer values are in ``metrics()``.
+        """
+        out: dict[str, float] = {}
+        for net, elr in self.elrs.items():
+            values = elr.metrics()
+            updates = sum(v * v for k, v in values.items() if k.startswith("update_norm/"))
+            params = sum(v * v for k, v in values.items() if k.startswith("param_norm/"))
+            out[f"elr/{net}" if self._prefix else "elr"] = math.sqrt(updates / params) if params > 0 else math.inf
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,9 +1,16 @@
-"""SB3 policies that insert a normalization into their networks *before* SB3 builds the optimizers.
+"""SB3 policies and sub-networks that insert a normalization into their networks as they are built.
 
-Each class is SB3's own policy plus one keyword, ``norm`` ("layer", "rms" or None). The normalization
-goes in where SB3 builds the networks (``_build_mlp_extractor``, ``make_q_net``, ``make_actor``,
-``make_critic``), so the optimizers, the target networks and SB3's save/load see the final
-architecture, and ``norm=None`` is SB3's policy unchanged (same parameters from the same seed).
+Each class is SB3's own plus one keyword, ``norm`` ("layer", "rms" or None). The normalization goes
+in where SB3 builds the networks, *before* SB3 builds the optimizers: PPO's policy normalizes its
+features extractor and MLP branches in ``_build_mlp_extractor``; DQN's Q-networks and SAC's actor
+and critics are our subclasses of SB3's ``QNetwork``, ``Actor`` and ``ContinuousCritic`` that
+normalize themselves in their constructor. So optimizers, target networks and every object SB3 can
+``save``/``load`` (algorithm, policy, ``q_net``, ``actor``, ``critic``) rebuild the same architecture,
+and ``norm=None`` is SB3's network unchanged (same parameters from the same seed).
+
+Saving a policy or a sub-network also stores its ``layers.architecture()``; ``load`` compares it with
+what it rebuilt and raises on a mismatch. (Affine-free norms have no state-dict entries, so SB3's
+strict ``load_state_dict`` alone would accept a network without them.)
 
 A normalized policy also builds its Adam/AdamW with ``fused=True`` unless ``optimizer_kwargs`` chooses
 an implementation (``fused``/``foreach``): the same update computed in one kernel per tensor instead of
@@ -16,19 +23,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+import torch
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    ContinuousCritic,
+    MultiInputActorCriticPolicy,
+)
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
-from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
+from stable_baselines3.sac.policies import Actor
 from stable_baselines3.sac.policies import CnnPolicy as SACCnnPolicy
 from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
 from stable_baselines3.sac.policies import SACPolicy
-import torch
 from torch import nn
 
-from plastic_rl.layers import iter_blocks
+from plastic_rl.layers import architecture, architecture_mismatch, iter_blocks
 from plastic_rl.norm import insert_norm
-
 
 FUSED_DEFAULT = (torch.optim.Adam, torch.optim.AdamW)  # fused on CPU and CUDA in torch >= 2.4
 _IMPLEMENTATION_KEYS = ("fused", "foreach", "differentiable")
@@ -41,8 +54,53 @@ def with_fused_default(optimizer_class: type, optimizer_kwargs: dict[str, Any]) 
     return optimizer_kwargs
 
 
-class NormalizedPolicy:
-    """Mixin: the ``norm`` keyword and the one place that inserts it into a network."""
+def normalize_hidden(module: nn.Module, kind: str | None, affine: bool, exclude: tuple[str, ...] = ()) -> bool:
+    """Normalize every Linear/Conv of ``module`` that feeds an activation; False if there is none.
+
+    A network with no hidden nonlinearity (``net_arch=[]``: one linear map) has nothing that a
+    normalization would make scale-invariant, so it is left as SB3 built it.
+    """
+    if kind is None:
+        return False
+    if not any(b.activation is not None or b.norm is not None for b in iter_blocks(module)):
+        return False
+    insert_norm(module, kind=kind, affine=affine, exclude=exclude)
+    return True
+
+
+def norm_parameters(norm: str | None, affine: bool) -> dict[str, Any]:
+    """The constructor keywords that rebuild a normalization; none without one, so that SB3's own
+    class can load what ``plasticity="none"`` saved (it is SB3's network)."""
+    return {} if norm is None else {"norm": norm, "norm_affine": affine}
+
+
+class ArchitectureChecked:
+    """Mixin for SB3 ``BaseModel``s: ``save`` stores the architecture, ``load`` fails loudly on a mismatch."""
+
+    def save(self, path: str) -> None:
+        torch.save(
+            {"state_dict": self.state_dict(), "data": self._get_constructor_parameters(), "architecture": architecture(self)},
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str, device: torch.device | str = "auto"):
+        # SB3's BaseModel.load, plus the check between building the model and loading its weights
+        # (a wrapper around super().load could only check after reading the file a second time).
+        device = get_device(device)
+        saved = torch.load(path, map_location=device, weights_only=False)
+        model = cls(**saved["data"])
+        if "architecture" in saved:  # files written by SB3's own classes have none: nothing to compare
+            mismatch = architecture_mismatch(saved["architecture"], architecture(model))
+            if mismatch:
+                raise ValueError(f"{cls.__name__}.load({str(path)!r}): the saved network does not match the rebuilt one: {mismatch}")
+        model.load_state_dict(saved["state_dict"])
+        model.to(device)
+        return model
+
+
+class NormalizedPolicy(ArchitectureChecked):
+    """Mixin for SB3 policies: the ``norm`` keyword, saved with the policy's constructor parameters."""
 
     norm: str | None
     norm_affine: bool
@@ -53,7 +111,7 @@ class NormalizedPolicy:
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "norm": self.norm, "norm_affine": self.norm_affine}
+        return {**super()._get_constructor_parameters(), **norm_parameters(self.norm, self.norm_affine)}
 
     def _build(self, *args: Any, **kwargs: Any) -> None:
         # Every SB3 policy builds its optimizers in _build from self.optimizer_kwargs (set by its __init__).
@@ -61,26 +119,37 @@ class NormalizedPolicy:
             self.optimizer_kwargs = with_fused_default(self.optimizer_class, self.optimizer_kwargs)
         super()._build(*args, **kwargs)
 
-    def _normalize(self, what: str, *modules: nn.Module) -> None:
-        """Normalize every hidden layer of ``modules``; fail, naming ``what``, if none has one."""
-        if self.norm is None:
-            return
-        candidates = [m for m in modules if any(b.activation is not None or b.norm is not None for b in iter_blocks(m))]
-        if not candidates:
-            raise ValueError(
-                f"plasticity norm={self.norm!r}: {what} of {type(self).__name__} has no Linear/Conv followed by an "
-                f"activation to normalize (net_arch={getattr(self, 'net_arch', None)!r}); give it hidden layers "
-                "or use plasticity='none'"
-            )
-        for module in candidates:
-            insert_norm(module, kind=self.norm, affine=self.norm_affine)
+    @property
+    def _norm_kwargs(self) -> dict[str, Any]:
+        return {"norm": self.norm, "norm_affine": self.norm_affine}
 
 
+class NormalizedNetwork(ArchitectureChecked):
+    """Mixin for SB3 sub-networks (``QNetwork``, ``Actor``, ``ContinuousCritic``): they normalize themselves.
+
+    Built inside the constructor, so ``type(model.q_net).load(path)`` (SB3: ``cls(**data)``) rebuilds
+    the normalization from the saved ``norm`` keyword. ``norm_exclude``: layers never normalized.
+    """
+
+    norm_exclude: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, norm: str | None = None, norm_affine: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.norm = norm
+        self.norm_affine = norm_affine
+        normalize_hidden(self, norm, norm_affine, exclude=self.norm_exclude)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **norm_parameters(self.norm, self.norm_affine)}
+
+
+# -- PPO: one policy, normalized where SB3 builds its MLP branches -----------------------------------
 class _ActorCriticNorm(NormalizedPolicy):
     def _build_mlp_extractor(self) -> None:
         super()._build_mlp_extractor()
         extractors = [self.features_extractor] if self.share_features_extractor else [self.pi_features_extractor, self.vf_features_extractor]
-        self._normalize("the policy and value networks", *extractors, self.mlp_extractor)
+        for module in (*extractors, self.mlp_extractor):
+            normalize_hidden(module, self.norm, self.norm_affine)
 
 
 class PlasticActorCriticPolicy(_ActorCriticNorm, ActorCriticPolicy):
@@ -95,11 +164,16 @@ class PlasticMultiInputActorCriticPolicy(_ActorCriticNorm, MultiInputActorCritic
     pass
 
 
+# -- DQN: the Q-networks ---------------------------------------------------------------------------
+class PlasticQNetwork(NormalizedNetwork, QNetwork):
+    pass
+
+
 class _QNetworkNorm(NormalizedPolicy):
-    def make_q_net(self):
-        q_net = super().make_q_net()  # called for the online and the target network alike
-        self._normalize("the Q-network", q_net)
-        return q_net
+    def make_q_net(self) -> PlasticQNetwork:
+        # SB3's DQNPolicy.make_q_net with our class: called for the online and the target network alike
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return PlasticQNetwork(**net_args, **self._norm_kwargs).to(self.device)
 
 
 class PlasticDQNPolicy(_QNetworkNorm, DQNPolicy):
@@ -114,16 +188,47 @@ class PlasticDQNMultiInputPolicy(_QNetworkNorm, DQNMultiInputPolicy):
     pass
 
 
-class _ActorCriticContinuousNorm(NormalizedPolicy):
-    def make_actor(self, features_extractor=None):
-        actor = super().make_actor(features_extractor)
-        self._normalize("the actor", actor)
-        return actor
+# -- SAC: the actor and the critics ----------------------------------------------------------------
+class PlasticActor(NormalizedNetwork, Actor):
+    # With use_sde, SB3's mu is Sequential(Linear, Hardtanh): an output head, whatever follows it.
+    norm_exclude = ("mu", "mu.*")
 
-    def make_critic(self, features_extractor=None):
-        critic = super().make_critic(features_extractor)  # critic and critic target alike
-        self._normalize("the critic", critic)
-        return critic
+
+class PlasticContinuousCritic(NormalizedNetwork, ContinuousCritic):
+    """SB3's ContinuousCritic, which also remembers how it was built: SB3's own saves only the spaces,
+    so ``ContinuousCritic.load`` cannot rebuild it; this one round-trips through ``save``/``load``."""
+
+    def __init__(
+        self,
+        observation_space,
+        action_space,
+        net_arch: list[int],
+        features_extractor: nn.Module,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = True,
+        **norm_kwargs: Any,
+    ):
+        super().__init__(observation_space, action_space, net_arch, features_extractor, features_dim, activation_fn,
+                         normalize_images, n_critics, share_features_extractor, **norm_kwargs)  # fmt: skip
+        self._built_with = dict(net_arch=list(net_arch), features_extractor=features_extractor, features_dim=features_dim,
+                                activation_fn=activation_fn, n_critics=n_critics, share_features_extractor=share_features_extractor)  # fmt: skip
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._built_with}
+
+
+class _ActorCriticContinuousNorm(NormalizedPolicy):
+    # SB3's SACPolicy.make_actor / make_critic with our classes (the critic target too)
+    def make_actor(self, features_extractor=None) -> PlasticActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return PlasticActor(**actor_kwargs, **self._norm_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor=None) -> PlasticContinuousCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return PlasticContinuousCritic(**critic_kwargs, **self._norm_kwargs).to(self.device)
 
 
 class PlasticSACPolicy(_ActorCriticContinuousNorm, SACPolicy):

@@ -38,7 +38,7 @@ from torch import nn
 from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
 from plastic_rl.schedules import SCHEDULES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule, warmup_cosine
 
-__all__ = ["ELR", "projected_parameters", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm", "warmup_cosine", "GAIN_MODES"]
+__all__ = ["ELR", "projected_parameters", "scale_invariant_layers", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm", "warmup_cosine", "GAIN_MODES"]
 
 GAIN_MODES = ("project", "none")
 _DOT_ABOVE = 1 << 18  # elements; see ELR._norms
@@ -419,7 +419,7 @@ def _select(model: nn.Module, exclude: tuple[str, ...], include: Any, project: b
             raise ValueError(f"include names unknown layers {missing}; layers: {sorted(names)}")
         chosen = [b for b in blocks if b.name in include]
     else:
-        chosen = [b for b in blocks if b.norm is not None and not matches(b.name, exclude)]
+        chosen = [b for b in blocks if _scale_invariant(b, exclude)]
     if not project:
         chosen = []
     elif not chosen:
@@ -435,6 +435,20 @@ def _select(model: nn.Module, exclude: tuple[str, ...], include: Any, project: b
             if isinstance(gain, nn.Parameter):
                 gain_groups.append((f"{b.name}.gain", [(b.norm, "weight")]))
     return blocks, chosen, gain_groups
+
+
+def _scale_invariant(block, exclude: tuple[str, ...]) -> bool:
+    return block.norm is not None and not matches(block.name, exclude)
+
+
+def scale_invariant_layers(model: nn.Module, exclude: Iterable[str] = ()) -> list[str]:
+    """Names of the layers ELR projects by default (a Linear/Conv followed by a normalization); may be empty.
+
+    Lets a caller decide before building an ``ELR`` whether ``project=True`` applies, e.g. an agent
+    whose network has no hidden layer (SB3's ``net_arch=[]``) measures without projecting.
+    """
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    return [b.name for b in iter_blocks(model) if _scale_invariant(b, exclude)]
 
 
 def projected_parameters(

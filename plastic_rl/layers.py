@@ -172,3 +172,24 @@ def layer_params(layer: nn.Module) -> list[nn.Parameter]:
     jointly; scaling W alone is invariant only when there is no bias.
     """
     return [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]
+
+
+def architecture(model: nn.Module) -> list[str]:
+    """Every submodule of ``model`` as ``"<name>: <Type>(<extra_repr>)"``, in registration order.
+
+    What a state dict cannot tell: an affine-free normalization has no parameters, so a network
+    with it and one without it load each other's weights without complaint. Comparing this list
+    (saved beside the weights) with the rebuilt model's makes such a mismatch loud.
+    """
+    return [f"{name or '.'}: {type(m).__name__}({m.extra_repr()})" for name, m in model.named_modules()]
+
+
+def architecture_mismatch(saved: list[str], built: list[str]) -> str | None:
+    """None if the two ``architecture()`` lists agree, else one line naming the first difference."""
+    if list(saved) == list(built):
+        return None
+    for i, (a, b) in enumerate(zip(saved, built)):
+        if a != b:
+            return f"module {i} was saved as {a!r} but is rebuilt as {b!r}"
+    longer, which = (saved, "saved") if len(saved) > len(built) else (built, "rebuilt")
+    return f"only the {which} network has {longer[min(len(saved), len(built))]!r} (and {abs(len(saved) - len(built)) - 1} more)"

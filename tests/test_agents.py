@@ -12,23 +12,13 @@ from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents import PRESETS, PlasticityConfig
 from plastic_rl.agents.policies import PlasticActorCriticCnnPolicy, PlasticActorCriticPolicy
 from plastic_rl.layers import iter_blocks
-from helpers import TinyImageEnv
+from helpers import AGENT_CASES, PRESET_NAMES, TinyImageEnv, projected_at_init, same_parameters
 
 PPO_KW = dict(n_steps=128, batch_size=64, n_epochs=2)
 DQN_KW = dict(learning_starts=100, train_freq=4, target_update_interval=100, buffer_size=2_000)
 SAC_KW = dict(learning_starts=100, buffer_size=2_000, policy_kwargs=dict(net_arch=[32, 32]))
 
 
-def same_parameters(a, b):
-    sa, sb = a.policy.state_dict(), b.policy.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def projected_at_init(model):
-    for elr in model.plasticity.elrs.values():
-        norms = dict(zip(elr._flat.names, elr._norms(elr._flat.views).tolist()))
-        for name, init in zip(elr.projected_names, elr.init_norms.tolist()):
-            assert norms[name] == pytest.approx(init, rel=1e-5), name
 
 
 # -- call forms ------------------------------------------------------------------------------------
@@ -62,38 +52,30 @@ def test_cnn_policy_on_an_image_env_trains_normalized():
 
 
 # -- presets ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", list(PRESETS))
-@pytest.mark.parametrize(
-    "algo, env, kwargs, steps",
-    [(PlasticPPO, "CartPole-v1", PPO_KW, 256), (PlasticDQN, "CartPole-v1", DQN_KW, 300), (PlasticSAC, "Pendulum-v1", SAC_KW, 160)],
-    ids=["ppo", "dqn", "sac"],
-)
-def test_every_preset_trains(algo, env, kwargs, steps, preset):
-    model = algo(env, plasticity=preset, seed=0, **kwargs).learn(steps)
+cases = pytest.mark.parametrize("case", AGENT_CASES, ids=[c.id for c in AGENT_CASES])
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+@cases
+def test_every_preset_trains(case, preset):
+    model = case.make(preset, seed=0).learn(case.steps)
     config = PRESETS[preset]
     metrics = model.plasticity.metrics()
-    assert metrics["lr_factor"] == pytest.approx(model.plasticity.lr_factor if config.schedule is None else metrics["lr_factor"])
     assert any(k.startswith("elr/") and v > 0 for k, v in metrics.items())
     norms = [b for elr_net in model.plasticity.networks.values() for b in iter_blocks(elr_net.module) if b.norm is not None]
     assert bool(norms) == (config.norm is not None)
     if config.project:
         projected_at_init(model)
-    if config.schedule == "cyclic":
-        assert metrics["lr_factor"] != 1.0  # inside the warm-up
+    if config.schedule is None:
+        assert metrics["lr_factor"] == 1.0
+    else:
+        assert metrics["lr_factor"] != 1.0  # inside the first warm-up
 
 
-@pytest.mark.parametrize(
-    "plastic, vanilla, env, kwargs, steps",
-    [
-        (PlasticPPO, PPO, "CartPole-v1", dict(PPO_KW, seed=3), 512),
-        (PlasticDQN, DQN, "CartPole-v1", dict(DQN_KW, seed=3), 600),
-        (PlasticSAC, SAC, "Pendulum-v1", dict(SAC_KW, seed=3), 200),
-    ],
-    ids=["ppo", "dqn", "sac"],
-)
-def test_none_is_exactly_the_sb3_parent(plastic, vanilla, env, kwargs, steps):
-    a = vanilla("MlpPolicy", env, **kwargs).learn(steps)
-    b = plastic("MlpPolicy", env, plasticity="none", diagnostics_freq=1, **kwargs).learn(steps)
+@cases
+def test_none_is_exactly_the_sb3_parent(case):
+    a = case.make_sb3(seed=3).learn(case.steps)
+    b = case.make("none", diagnostics_freq=1, seed=3).learn(case.steps)
     assert same_parameters(a, b)
     assert b.plasticity.metrics()  # it still measured the ELR
 
@@ -110,18 +92,17 @@ def optimizers(model):
     return [policy.actor.optimizer, policy.critic.optimizer] if hasattr(policy, "actor") else [policy.optimizer]
 
 
-@pytest.mark.parametrize("algo, env, kwargs", [(PlasticPPO, "CartPole-v1", PPO_KW), (PlasticDQN, "CartPole-v1", DQN_KW), (PlasticSAC, "Pendulum-v1", SAC_KW)], ids=["ppo", "dqn", "sac"])
-def test_normalized_policies_use_the_fused_optimizer_unless_told_otherwise(tmp_path, algo, env, kwargs):
-    model = algo(env, **kwargs)
+@cases
+def test_normalized_policies_use_the_fused_optimizer_unless_told_otherwise(tmp_path, case):
+    model = case.make("elr")
     assert all(opt.defaults["fused"] is True for opt in optimizers(model))
-    if algo is PlasticPPO:  # SB3's own optimizer default (eps=1e-5 for PPO's Adam) is kept
+    if case.plastic is PlasticPPO:  # SB3's own optimizer default (eps=1e-5 for PPO's Adam) is kept
         assert model.policy.optimizer.defaults["eps"] == 1e-5
-    model.learn(256)
+    model.learn(case.steps)
     model.save(tmp_path / "m.zip")
-    assert all(opt.defaults["fused"] is True for opt in optimizers(algo.load(tmp_path / "m.zip")))
-    assert all(not opt.defaults["fused"] for opt in optimizers(algo(env, plasticity="none", **kwargs)))
-    policy_kwargs = {**kwargs.get("policy_kwargs", {}), "optimizer_kwargs": {"fused": False}}
-    told = algo(env, **{**kwargs, "policy_kwargs": policy_kwargs})
+    assert all(opt.defaults["fused"] is True for opt in optimizers(case.plastic.load(tmp_path / "m.zip")))
+    assert all(not opt.defaults["fused"] for opt in optimizers(case.make("none")))
+    told = case.make("elr", policy_kwargs={"optimizer_kwargs": {"fused": False}})
     assert all(not opt.defaults["fused"] and opt.defaults["foreach"] is None for opt in optimizers(told))
 
 
@@ -226,32 +207,33 @@ def test_save_load_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert resumed.plasticity.state_dict() == straight.plasticity.state_dict()
 
 
-@pytest.mark.parametrize("algo, env, kwargs", [(PlasticDQN, "CartPole-v1", DQN_KW), (PlasticSAC, "Pendulum-v1", SAC_KW)], ids=["dqn", "sac"])
-def test_save_load_keeps_the_plasticity_state(tmp_path, algo, env, kwargs):
-    model = algo(env, plasticity="elr-cusum", diagnostics_freq=5, seed=0, **kwargs).learn(200)
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+@cases
+def test_save_load_keeps_the_plasticity_state(tmp_path, case, preset):
+    model = case.make(preset, diagnostics_freq=5, seed=0).learn(case.steps)
     model.save(tmp_path / "m.zip")
-    loaded = algo.load(tmp_path / "m.zip")
+    loaded = case.plastic.load(tmp_path / "m.zip")
     assert loaded.plasticity.state_dict() == model.plasticity.state_dict()
     assert loaded.plasticity_config == model.plasticity_config and loaded.diagnostics_freq == 5
     assert same_parameters(model, loaded)
     loaded.set_env(model.get_env())
-    loaded.learn(100, reset_num_timesteps=False)
+    loaded.learn(case.steps // 2, reset_num_timesteps=False)
     projected_at_init(loaded)
 
 
-@pytest.mark.parametrize("plastic, vanilla, env, kwargs", [(PlasticPPO, PPO, "CartPole-v1", PPO_KW), (PlasticDQN, DQN, "CartPole-v1", DQN_KW)], ids=["ppo", "dqn"])
-def test_a_vanilla_sb3_zip_loads_as_plasticity_none(tmp_path, plastic, vanilla, env, kwargs):
-    sb3 = vanilla("MlpPolicy", env, seed=0, **kwargs).learn(256)
+@cases
+def test_a_vanilla_sb3_zip_loads_as_plasticity_none(tmp_path, case):
+    sb3 = case.make_sb3(seed=0).learn(case.steps)
     sb3.save(tmp_path / "sb3.zip")
-    model = plastic.load(tmp_path / "sb3.zip", env=make_vec_env(env, n_envs=1, seed=0))
+    model = case.plastic.load(tmp_path / "sb3.zip", env=sb3.get_env())
     assert model.plasticity_config == PRESETS["none"]
     assert same_parameters(model, sb3)
     obs = np.stack([model.observation_space.sample() for _ in range(16)])
     assert np.array_equal(model.predict(obs, deterministic=True)[0], sb3.predict(obs, deterministic=True)[0])
-    model.learn(256, reset_num_timesteps=False)
+    model.learn(case.steps // 2, reset_num_timesteps=False)
     assert model.plasticity.metrics()["lr_factor"] == 1.0
     model.save(tmp_path / "ours.zip")  # and from then on it is one of ours
-    assert plastic.load(tmp_path / "ours.zip").plasticity_config == PRESETS["none"]
+    assert case.plastic.load(tmp_path / "ours.zip").plasticity_config == PRESETS["none"]
 
 
 def test_sb3_api_keeps_working(tmp_path):
@@ -280,9 +262,6 @@ def test_bad_plasticity_settings():
         PlasticPPO("CartPole-v1", plasticity={"norm": "batch"})
     with pytest.raises(ValueError, match="schedule='cosine' is not accepted; accepted: None, cyclic, cusum, on-demand"):
         PlasticPPO("CartPole-v1", plasticity={"schedule": "cosine"})
-    with pytest.raises(ValueError, match="the policy and value networks of PlasticActorCriticPolicy has no Linear/Conv"):
-        PlasticPPO("CartPole-v1", policy_kwargs=dict(net_arch=[]))
-    PlasticPPO("CartPole-v1", plasticity="none", policy_kwargs=dict(net_arch=[]))  # nothing to normalize is fine then
     with pytest.raises(ValueError, match="'MlpPolcy' is neither a policy"):
         PlasticPPO("MlpPolcy", "CartPole-v1")
     with pytest.raises(TypeError, match="got an environment twice"):
