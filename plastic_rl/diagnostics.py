@@ -72,6 +72,8 @@ __all__ = [
     "FeatureSnapshot",
     "compare",
     "dormant_ratio",
+    "dormant_mask",
+    "dormant_units",
     "fau",
     "saturated_ratio",
     "singular_values",
@@ -126,15 +128,24 @@ def _units_first(h: Any) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _dormant_count(h: Any, tau: float) -> tuple[int, int]:
-    """(number of tau-dormant units, number of units); shared by the ratio and the aggregate."""
+def dormant_mask(h: Any, tau: float = 0.025) -> torch.Tensor:
+    """Which units are tau-dormant: score_i = m_i / mean_j m_j <= tau, as a bool vector over units.
+
+    The unit-by-unit form of ``dormant_ratio`` (every unit when nothing fires); ReDo
+    (``interventions.redo``) resets exactly these units.
+    """
     tau = _check_tau(tau)
     m = _units_first(h).abs().double().mean(dim=(0, 2))  # m_i = E_{x,p} |h_i|
-    units = m.numel()
     mean = m.mean()
     if mean <= 0:  # nothing fires anywhere: every unit is dormant
-        return units, units
-    return int(((m / mean) <= tau).sum()), units
+        return torch.ones(m.numel(), dtype=torch.bool, device=m.device)
+    return (m / mean) <= tau
+
+
+def _dormant_count(h: Any, tau: float) -> tuple[int, int]:
+    """(number of tau-dormant units, number of units); shared by the ratio and the aggregate."""
+    mask = dormant_mask(h, tau)
+    return int(mask.sum()), mask.numel()
 
 
 def dormant_ratio(h: Any, tau: float = 0.025) -> float:
@@ -482,6 +493,16 @@ def measure(model: nn.Module, inputs: Any, tau: float = 0.025, delta: float = 0.
         if vals:
             out[k] = math.sqrt(sum(v * v for v in vals))
     return out
+
+
+def dormant_units(model: nn.Module, inputs: Any, tau: float = 0.025, *, forward: Forward | None = None) -> dict[str, torch.Tensor]:
+    """Per hidden layer, the bool mask of its tau-dormant units on ``inputs`` (CPU), keyed like ``measure``.
+
+    Only activations fed by a weight layer (a unit there has incoming weights to reset), first call.
+    """
+    tau = _check_tau(tau)
+    captures, _ = _capture(model, inputs, forward)
+    return {c.key: dormant_mask(c.h, tau).cpu() for c in captures if c.layer is not None and c.first}
 
 
 # --------------------------------------------------------------------------------------------

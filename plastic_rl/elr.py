@@ -194,6 +194,7 @@ class ELR:
         # True while the projected layers are exactly at their initial norms (the last step() projected
         # them and nothing re-pointed them since), so ||W_{t-1}|| needs no pass over them.
         self._at_init_norms = False
+        self._projected_versions: list[int] = []
         self._base_lrs: list[Any] = []
         self._factor = self.lr_factor
         self._update_norms = torch.zeros(self._n_measured)
@@ -242,6 +243,8 @@ class ELR:
         if self._due(self.steps + 1):  # this step is measured: keep W_{t-1}
             flat = self._flat
             flat.snapshot.copy_(flat.flat)
+            if self._at_init_norms and self._versions() != self._projected_versions:
+                self._at_init_norms = False  # changed in place since (an intervention, a user's edit)
             if self._at_init_norms:  # the last step() projected: ||W_{t-1}|| of projected layers is known
                 free = self._norms(flat.views[: self._first_projected])
                 self._param_norms = torch.cat([free, self.init_norms[: self._n_measured - self._first_projected]])
@@ -292,6 +295,8 @@ class ELR:
         if project:
             self._project(norms)
         self._at_init_norms = project
+        if project:
+            self._projected_versions = self._versions()
         if self.schedule is not None:
             self.schedule.step(loss)
 
@@ -308,6 +313,15 @@ class ELR:
         self._sync()
         self._project(self._norms(self._flat.views[self._first_projected :]))
         self._at_init_norms = True
+        self._projected_versions = self._versions()
+
+    def _versions(self) -> list[int]:
+        """The parameters' in-place version counters: whether anything wrote to them since a projection.
+
+        (Projection writes through the flat buffer's views, which leaves the parameters' own counters
+        alone; ``reset_parameters()``, ``p.mul_()`` and indexed writes on a parameter advance it.)
+        """
+        return [p._version for p in self._flat.params]
 
     def _project(self, current: torch.Tensor) -> None:
         """Scale the projected groups, whose norms are ``current``, to their initial norms."""

@@ -36,6 +36,10 @@ class ChannelRMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_channels, device=device, dtype=dtype)) if affine else None
 
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = tuple(range(1, x.dim()))
         y = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + self.eps)

@@ -1,0 +1,430 @@
+"""The standard plasticity interventions, with exact optimizer state: ReDo, Shrink & Perturb, resets.
+
+Each one edits parameters in place (the same ``Parameter`` objects, so optimizers, ``ELR``'s flat
+buffer and target-network bookkeeping keep pointing at them) and then makes the optimizer's state
+agree with the edit:
+
+- an entry that was re-initialized has its per-parameter state zeroed, exactly there: every state
+  tensor shaped like its parameter (Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``; SGD's
+  ``momentum_buffer``; any other optimizer's alike). Every other entry of every state tensor is left
+  bit for bit. Scalar state (Adam's ``step``) is per tensor, so a partial reset (``redo``) keeps it;
+- a parameter whose every entry was changed (``reset``, ``shrink_perturb``) has its whole state
+  cleared, the step count included: the optimizer starts it afresh, as it would a new parameter.
+
+(Plasticine keeps the stale moments of re-initialized weights; dopamine's ReDo and timoklein/redo
+zero them for their own agent only. This module does it for any model and any torch optimizer.)
+
+Zeroed Adam moments make the next update of those entries about ``(1 - beta1) / sqrt(1 - beta2)``
+times the lr (~3.2x with the defaults, bias correction having long decayed): the known cost of
+resetting Adam's statistics, shared with every ReDo implementation that resets them.
+
+``mirrors``: networks that must receive the *same* edit on the same entries, e.g. a DQN/SAC target
+network: it gets the same fresh values, the same zeroed columns, the same shrink, while the entries
+nothing touched keep their lag. Mirrors have no optimizer state.
+
+Which units ``redo`` resets is ``diagnostics.dormant_units`` (the definition of ``dormant_ratio``).
+Where a dormant unit's output goes is traced through the forward pass itself (a ``TorchFunctionMode``
+that follows the activation's output through views, flatten and concatenation into the Linear/Conv
+layers that read it), so SB3's networks work whatever module holds the consumer (PPO's ``action_net``,
+SAC's ``mu`` and ``log_std``, a critic's ``cat([features, actions])``). Units whose output reaches an
+operation this tracing cannot follow are left alone, and ``redo`` warns which.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from plastic_rl import diagnostics
+from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
+
+__all__ = ["redo", "shrink_perturb", "reset", "Initializer"]
+
+Initializer = Callable[[nn.Module], None]  # (re)initializes a module's parameters in place
+Forward = Callable[[nn.Module, Any], Any]
+
+
+def default_init(module: nn.Module) -> None:
+    """The module's own initializer (``reset_parameters``), the one it was built with in PyTorch."""
+    module.reset_parameters()
+
+
+# -- checks ----------------------------------------------------------------------------------------
+def _check_owned(model: nn.Module, optimizer: torch.optim.Optimizer | None, params: Iterable[nn.Parameter]) -> None:
+    """Fail if ``optimizer`` does not own the parameters about to be edited: their state would go stale."""
+    if optimizer is None:
+        return
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    missing = [names.get(id(p), "?") for p in params if id(p) not in owned]
+    if missing:
+        raise ValueError(
+            f"the optimizer does not own {missing[:4]}{' ...' if len(missing) > 4 else ''} of {type(model).__name__}: "
+            "pass the optimizer that trains these parameters (or optimizer=None for a network nothing trains)"
+        )
+
+
+def _check_mirrors(model: nn.Module, mirrors: Sequence[nn.Module]) -> list[dict[str, nn.Parameter]]:
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    out = []
+    for mirror in mirrors:
+        params = dict(mirror.named_parameters())
+        if {n: p.shape for n, p in params.items()} != shapes:
+            raise ValueError(f"mirror {type(mirror).__name__} does not have the parameters (names and shapes) of {type(model).__name__}")
+        out.append(params)
+    return out
+
+
+# -- optimizer state -------------------------------------------------------------------------------
+def _zero_state_entries(optimizer: torch.optim.Optimizer | None, param: nn.Parameter, index: tuple) -> None:
+    """Zero ``index`` of every state tensor of ``param`` shaped like it; everything else untouched."""
+    if optimizer is None:
+        return
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value[index] = 0
+
+
+def _clear_state(optimizer: torch.optim.Optimizer | None, param: nn.Parameter) -> None:
+    """Drop all of ``param``'s state (step count included): the optimizer restarts it like a new one."""
+    if optimizer is not None and param in optimizer.state:
+        del optimizer.state[param]
+
+
+def _fresh_parameters(module: nn.Module, init: Initializer) -> dict[str, torch.Tensor]:
+    """What ``init`` would give ``module``'s own parameters now, without touching them.
+
+    A shallow copy with new parameter tensors: copying the module deeply would copy the whole
+    storage its parameters may be views of (``ELR``'s flat buffer).
+    """
+    clone = copy.copy(module)
+    clone._parameters = {k: None if v is None else nn.Parameter(torch.empty_like(v)) for k, v in module._parameters.items()}
+    clone._modules = {}
+    with torch.no_grad():
+        init(clone)
+    return {k: v.detach() for k, v in clone._parameters.items() if v is not None}
+
+
+# -- tracing where a unit's output goes ------------------------------------------------------------
+@dataclass(frozen=True)
+class _Segment:
+    """Features ``[start, start + units * positions)`` of a tensor's flattened dims 1.. come from ``source``."""
+
+    source: str
+    start: int
+    units: int
+    positions: int
+
+    def shifted(self, by: int) -> "_Segment":
+        return _Segment(self.source, self.start + by, self.units, self.positions)
+
+
+@dataclass(frozen=True)
+class _Consumer:
+    """A weight layer reading a source's units: unit u feeds ``layer``'s input features/channels ``columns(u)``."""
+
+    layer: nn.Module
+    conv: bool
+    start: int  # first input column (Linear) or channel (Conv) of unit 0
+    positions: int  # input columns per unit (Linear after a flatten); 1 for a Conv
+
+    def columns(self, units: torch.Tensor) -> torch.Tensor:
+        base = self.start + units * self.positions
+        return (base[:, None] + torch.arange(self.positions)).reshape(-1)
+
+
+_VIEWS = {torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
+          torch.Tensor.contiguous, torch.Tensor.float, torch.Tensor.to, torch.Tensor.clone, F.dropout}  # fmt: skip
+_CONVS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+
+
+class _Flow(TorchFunctionMode):
+    """Follows tracked activation outputs through the forward to the Linear/Conv layers that read them."""
+
+    def __init__(self, params: dict[int, nn.Module]):
+        super().__init__()
+        self.params = params  # id(weight) -> its layer
+        self.tracked: dict[int, tuple[torch.Tensor, list[_Segment]]] = {}  # the tensor is kept: ids stay unique
+        self.consumers: dict[str, list[_Consumer]] = defaultdict(list)
+        self.lost: dict[str, str] = {}  # source -> the operation its output went into
+
+    def track(self, tensor: torch.Tensor, name: str) -> None:
+        positions = tensor[0, 0].numel() if tensor.dim() > 2 else 1
+        self.tracked[id(tensor)] = (tensor, [_Segment(name, 0, tensor.shape[1], positions)])
+
+    def _segments(self, value: Any) -> list[_Segment] | None:
+        entry = self.tracked.get(id(value)) if isinstance(value, torch.Tensor) else None
+        return entry[1] if entry is not None else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if func is torch.cat or func is torch.concat:
+            inputs = [t for t in (args[0] if args else kwargs["tensors"]) if isinstance(t, torch.Tensor)]
+        flowing = [(t, segs) for t in inputs if (segs := self._segments(t)) is not None]
+        if not flowing:
+            return out
+        if func is F.linear:
+            self._consume(args[0] if args else kwargs["input"], args[1] if len(args) > 1 else kwargs["weight"], conv=False)
+        elif func in _CONVS:
+            x, weight = args[0], args[1]
+            groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+            if groups != 1:
+                self._lose(flowing, f"a grouped {func.__name__}")
+            else:
+                self._consume(x, weight, conv=True)
+        elif func in _VIEWS and isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[0] == flowing[0][0].shape[0]:
+            self.tracked[id(out)] = (out, list(flowing[0][1]))
+        elif func is torch.cat or func is torch.concat:
+            self._cat(args, kwargs, out, flowing)
+        elif isinstance(out, torch.Tensor):
+            self._lose(flowing, getattr(func, "__name__", str(func)))
+        return out  # sizes, dtypes and other non-tensor results carry no values onward
+
+    def _lose(self, flowing, what: str) -> None:
+        for _, segs in flowing:
+            for seg in segs:
+                self.lost.setdefault(seg.source, what)
+
+    def _cat(self, args, kwargs, out, flowing) -> None:
+        tensors = list(args[0] if args else kwargs["tensors"])
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        if not (dim in (1, -1) and all(t.dim() == 2 for t in tensors)) and not (dim == 1 and all(t.dim() >= 2 for t in tensors)):
+            self._lose(flowing, f"torch.cat(dim={dim})")
+            return
+        segments, offset = [], 0
+        for t in tensors:
+            segments += [seg.shifted(offset) for seg in (self._segments(t) or [])]
+            offset += t[0].numel()
+        self.tracked[id(out)] = (out, segments)
+
+    def _consume(self, x: torch.Tensor, weight: torch.Tensor, conv: bool) -> None:
+        layer = self.params.get(id(weight))
+        segments = self._segments(x) or []
+        for seg in segments:
+            if layer is None:
+                self.lost.setdefault(seg.source, "a weight the model does not own")
+            elif conv:
+                per_channel = x[0, 0].numel()
+                if seg.positions != per_channel or seg.start % per_channel:
+                    self.lost.setdefault(seg.source, "a convolution over a reshaped input")
+                else:
+                    self.consumers[seg.source].append(_Consumer(layer, True, seg.start // per_channel, 1))
+            elif x.dim() != 2:
+                self.lost.setdefault(seg.source, "a Linear over a >2-d input")
+            else:
+                self.consumers[seg.source].append(_Consumer(layer, False, seg.start, seg.positions))
+
+
+def _trace(model: nn.Module, inputs: Any, forward: Forward | None, sources: dict[int, str]) -> _Flow:
+    """One no-grad eval forward that records where each source activation's output is read."""
+    flow = _Flow({id(m.weight): m for _, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)})
+    calls: dict[int, int] = defaultdict(int)
+
+    def hook(module, _inputs, output):
+        calls[id(module)] += 1
+        if calls[id(module)] == 1 and isinstance(output, torch.Tensor):
+            flow.track(output, sources[id(module)])
+        elif id(module) in sources:
+            flow.lost.setdefault(sources[id(module)], "a second call of the same activation")
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in sources]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        for m in modes:
+            m.training = False
+        with torch.no_grad(), flow:
+            (forward or (lambda m, x: m(x)))(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    return flow
+
+
+# -- ReDo ------------------------------------------------------------------------------------------
+def redo(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    inputs: Any,
+    tau: float = 0.1,
+    *,
+    forward: Forward | None = None,
+    init: Initializer = default_init,
+    mirrors: Sequence[nn.Module] = (),
+    exclude: Iterable[str] = (),
+) -> dict[str, list[int]]:
+    """Recycle the tau-dormant units of every hidden layer (Sokar et al. 2023, "The dormant neuron phenomenon").
+
+    For each unit that ``diagnostics.dormant_units`` finds dormant on ``inputs``: its incoming weights
+    and bias (a row of a Linear, an output channel of a Conv) get fresh values from ``init`` (the
+    layer's own initializer by default), the per-unit gain and bias of a normalization after it go
+    back to their initial values, and its outgoing weights (the columns that read it, in every layer
+    that does) become zero, so the rest of the network does not see the new unit until it learns.
+    The optimizer state of exactly those entries is zeroed (module docstring). ``forward(model,
+    inputs)`` runs the model when ``model(inputs)`` does not (e.g. an SB3 policy).
+
+    Without normalization the network's output on any input is unchanged except for the dormant
+    units' former (tiny) contributions. With a LayerNorm, re-initialized units also change the
+    statistics their layer is normalized with, so the other units of that layer move too.
+
+    ``exclude``: fnmatch patterns of layers to leave alone (e.g. a features extractor another
+    optimizer trains). Returns ``{layer: [reset unit indices]}`` for every hidden layer considered.
+    """
+    if not 0 <= tau < 1:
+        raise ValueError(f"tau={tau!r} is outside [0, 1); ReDo resets units whose score is <= tau")
+    mirror_params = _check_mirrors(model, mirrors)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    blocks = {b.name: b for b in iter_blocks(model) if b.activation is not None and not matches(b.name, exclude)}
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no Linear/Conv followed by an activation: no hidden unit to recycle")
+    masks = diagnostics.dormant_units(model, inputs, tau, forward=forward)
+    flow = _trace(model, inputs, forward, {id(blocks[name].activation): name for name in masks if name in blocks})
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    edits: list[tuple[nn.Parameter, tuple, torch.Tensor | float]] = []  # (parameter, index, new value)
+    report: dict[str, list[int]] = {}
+    skipped: dict[str, str] = {}
+    for name, mask in masks.items():
+        block = blocks.get(name)
+        if block is None:
+            continue
+        units = torch.nonzero(mask).reshape(-1)
+        report[name] = []
+        if units.numel() == 0:
+            continue
+        if name in flow.lost or not flow.consumers.get(name):
+            skipped[name] = flow.lost.get(name, "nothing the tracing could follow")
+            continue
+        fresh = _fresh_parameters(block.layer, init)
+        for attr, value in fresh.items():
+            edits.append((getattr(block.layer, attr), (units,), value[units]))
+        if block.norm is not None:
+            norm_fresh = _fresh_parameters(block.norm, init)
+            for attr, value in norm_fresh.items():
+                if value.shape[:1] == mask.shape:  # per-unit gain / bias
+                    edits.append((getattr(block.norm, attr), (units,), value[units]))
+        for consumer in flow.consumers[name]:
+            columns = consumer.columns(units)
+            edits.append((consumer.layer.weight, (slice(None), columns), 0.0))
+        report[name] = units.tolist()
+
+    _check_owned(model, optimizer, [p for p, _, _ in edits])
+    # Fresh values first, zeros last: a weight that is both a reset unit's incoming weight and another
+    # reset unit's outgoing weight ends up zero (a reset unit's outgoing weights are always zero).
+    edits.sort(key=lambda edit: isinstance(edit[2], float))
+    with torch.no_grad():
+        for param, index, value in edits:
+            param[index] = value
+            _zero_state_entries(optimizer, param, index)
+            for params in mirror_params:
+                params[names[id(param)]][index] = value
+    if skipped:
+        warnings.warn(
+            "redo left dormant units alone where it could not see what reads them: "
+            + "; ".join(f"{layer} (its output goes into {why})" for layer, why in skipped.items()),
+            UserWarning,
+            stacklevel=2,
+        )
+    return report
+
+
+# -- whole-tensor interventions --------------------------------------------------------------------
+def _owners(model: nn.Module, names: Sequence[str] | None) -> dict[str, nn.Module]:
+    """Modules with parameters of their own, by qualified name: all, or those at/under/matching ``names``."""
+    owners = {n: m for n, m in model.named_modules() if any(p is not None for p in m._parameters.values())}
+    if names is None:
+        return owners
+    known = [n for n, _ in model.named_modules() if n]
+
+    def chosen(name: str, pattern: str) -> bool:
+        return name == pattern or name.startswith(pattern + ".") or matches(name, [pattern])
+
+    unknown = [p for p in names if not any(chosen(k, p) for k in known)]
+    if unknown:
+        raise ValueError(f"unknown layer names {unknown}; layers with parameters: {sorted(owners)}")
+    return {n: m for n, m in owners.items() if any(chosen(n, p) for p in names)}
+
+
+def _whole_tensor_edit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    modules: dict[str, nn.Module],
+    mirrors: Sequence[nn.Module],
+    init: Initializer,
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> dict[str, int]:
+    """Give every parameter of ``modules`` ``combine(old, fresh)`` (mirrors too); clear its optimizer state."""
+    if init is default_init:
+        missing = [n for n, m in modules.items() if not hasattr(m, "reset_parameters")]
+        if missing:
+            raise ValueError(f"modules {missing} have no reset_parameters(); pass init=callable(module) that initializes them")
+    mirror_params = _check_mirrors(model, mirrors)
+    _check_owned(model, optimizer, [p for m in modules.values() for p in m._parameters.values() if p is not None])
+    names = {id(p): n for n, p in model.named_parameters()}
+    report = {}
+    for name, module in modules.items():
+        for attr, fresh in _fresh_parameters(module, init).items():
+            param = module._parameters[attr]
+            with torch.no_grad():
+                param.copy_(combine(param, fresh))
+                for params in mirror_params:
+                    target = params[names[id(param)]]
+                    target.copy_(combine(target, fresh))
+            _clear_state(optimizer, param)
+        report[name] = sum(p.numel() for p in module._parameters.values() if p is not None)
+    return report
+
+
+def shrink_perturb(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    shrink: float = 0.4,
+    perturb: float = 0.1,
+    *,
+    layers: Sequence[str] | None = None,
+    init: Initializer = default_init,
+    mirrors: Sequence[nn.Module] = (),
+) -> dict[str, int]:
+    """theta <- shrink * theta + perturb * theta_fresh (Ash & Adams 2020), theta_fresh a new ``init`` of each layer.
+
+    Every module with parameters of its own (``layers``: only those at, under or matching these names)
+    is shrunk and perturbed, normalization gains included (theta_fresh = 1 for them). Every touched
+    parameter's optimizer state is cleared, Adam's step count included: its old moments describe
+    gradients of a network that no longer exists. Returns ``{module: parameters touched}``.
+    """
+    for key, value in (("shrink", shrink), ("perturb", perturb)):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"{key}={value!r} must be a number >= 0")
+    modules = _owners(model, layers)
+    return _whole_tensor_edit(model, optimizer, modules, mirrors, init, lambda old, fresh: shrink * old + perturb * fresh)
+
+
+def reset(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    layers: Sequence[str],
+    *,
+    init: Initializer = default_init,
+    mirrors: Sequence[nn.Module] = (),
+) -> dict[str, int]:
+    """Re-initialize the named layers (Nikishin et al. 2022, primacy bias; e.g. the last k layers).
+
+    ``layers``: qualified module names (``"q_net.4"``; ``"mlp_extractor.policy_net"`` for everything
+    under it) or fnmatch patterns. Their parameters get fresh ``init`` values and all of their optimizer
+    state is cleared. Returns ``{module: parameters re-initialized}``.
+    """
+    if isinstance(layers, str) or not layers:
+        raise ValueError(f"layers={layers!r}: give a non-empty list of layer names, e.g. ['q_net.4']")
+    modules = _owners(model, list(layers))
+    return _whole_tensor_edit(model, optimizer, modules, mirrors, init, lambda old, fresh: fresh)
