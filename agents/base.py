@@ -135,7 +135,7 @@ class PlasticMixin:
             mismatch = architecture_mismatch(self._policy_architecture, architecture(self.policy))
             if mismatch:
                 raise ValueError(f"{type(self).__name__}.load: the saved policy does not match the rebuilt one: {mismatch}")
-        self.plasticity = PlasticityController(self._plastic_networks(), self.plasticity_config)
+        self.plasticity = PlasticityController(self._plastic_networks(), self.plasticity_config, inputs=self._diagnostic_inputs)
         if self._plasticity_state is not None:  # restored from a saved zip by SB3's load()
             self.plasticity.load_state_dict(self._plasticity_state)
             self._plasticity_state = None
@@ -159,9 +159,12 @@ class PlasticMixin:
     def train(self, *args: Any, **kwargs: Any) -> None:
         with self.plasticity.training():
             super().train(*args, **kwargs)
+        self.plasticity.after_train()
         self._record_plasticity()
 
     def _record_plasticity(self) -> None:
+        for key, value in self.plasticity.pop_intervention_log().items():
+            self._record(key, value, console=key.count("/") == 1)  # per-layer counts: machine formats only
         metrics = self.plasticity.metrics()
         self._record("lr_factor", metrics.pop("lr_factor"))
         for key, value in self.plasticity.network_elr().items():

@@ -14,6 +14,7 @@ from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, OnDemandRewarm
 from plastic_rl.norm import NORM_KINDS
 
 SCHEDULE_KINDS = (None, "cyclic", "cusum", "on-demand")
+INTERVENTIONS = (None, "redo", "shrink-perturb", "reset")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class PlasticityConfig:
     the CUSUM detector.
     ``measure_every``: optimizer steps between ELR measurements; 0 (default) measures the first
     optimizer step of every ``train()`` call, which is what gets logged (``ELR.measure_next``).
+    ``intervention``: a standard plasticity intervention (``plastic_rl.interventions``) on every
+    network: ``"redo"`` (recycle the ``redo_tau``-dormant units of a batch of recent observations),
+    ``"shrink-perturb"`` (theta <- ``shrink`` theta + ``perturb`` theta_fresh) or ``"reset"``
+    (re-initialize ``reset_layers``: ``"heads"``, the output layers; ``"all"``; or comma-separated
+    layer names/patterns), run after every ``every``-th optimizer step of the primary network
+    (0: only when asked, ``model.plasticity.intervene()``, e.g. at each task switch). Target networks
+    receive the same edit on the same entries.
     With ``norm=None, project=False, schedule=None`` ("none") the agent is exactly its SB3 parent; the
     ELR is still measured and logged, which changes no parameter.
     """
@@ -51,6 +59,12 @@ class PlasticityConfig:
     threshold: float = 16.0
     drift: float = 0.5
     measure_every: int = 0
+    intervention: str | None = None
+    every: int = 0
+    redo_tau: float = 0.1
+    shrink: float = 0.4
+    perturb: float = 0.1
+    reset_layers: str = "heads"
 
     def __post_init__(self) -> None:
         if self.norm not in (None, *NORM_KINDS):
@@ -62,6 +76,17 @@ class PlasticityConfig:
         if self.project and self.norm is None:
             raise ValueError("project=True needs norm='layer' or 'rms': only normalized layers are scale-invariant")
         self.make_schedule()  # validates the schedule's numbers now, not at the first step
+        if self.intervention not in INTERVENTIONS:
+            raise ValueError(f"intervention={self.intervention!r} is not accepted; accepted: None, {', '.join(INTERVENTIONS[1:])}")
+        if isinstance(self.every, bool) or not (isinstance(self.every, int) and self.every >= 0):
+            raise ValueError(f"every={self.every!r} must be an int >= 0 (optimizer steps between interventions; 0: only when asked)")
+        if not 0 <= self.redo_tau < 1:
+            raise ValueError(f"redo_tau={self.redo_tau!r} is outside [0, 1)")
+        for key in ("shrink", "perturb"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be >= 0")
+        if not (isinstance(self.reset_layers, str) and self.reset_layers.strip()):
+            raise ValueError(f"reset_layers={self.reset_layers!r}: give 'heads', 'all' or comma-separated layer names")
 
     def make_schedule(self) -> Schedule | None:
         if self.schedule == "cyclic":
@@ -80,6 +105,10 @@ PRESETS: dict[str, PlasticityConfig] = {
     "nap": PlasticityConfig(schedule=None),
     "elr": PlasticityConfig(),
     "elr-cusum": PlasticityConfig(schedule="cusum"),
+    # The standard interventions on SB3's own networks (no normalization, constant lr): the baselines.
+    "redo": PlasticityConfig(norm=None, project=False, schedule=None, intervention="redo", every=1000),
+    "shrink-perturb": PlasticityConfig(norm=None, project=False, schedule=None, intervention="shrink-perturb", every=10_000),
+    "reset": PlasticityConfig(norm=None, project=False, schedule=None, intervention="reset", every=10_000),
 }
 
 

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from plastic_rl import diagnostics
-from plastic_rl.layers import ACTIVATIONS
+from plastic_rl import diagnostics, interventions
+from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 from plastic_rl.agents.config import PlasticityConfig
 from plastic_rl.elr import ELR, scale_invariant_layers
 
@@ -36,13 +36,22 @@ class Network:
     forward: Forward
     primary: bool = False  # its loss drives the CUSUM re-warm (PPO: the loss, DQN: TD, SAC: critic)
     exclude: tuple[str, ...] = ()  # layers another network's optimizer trains (a shared extractor)
+    mirrors: tuple[nn.Module, ...] = ()  # target networks: interventions edit them the same way
+    init: interventions.Initializer = interventions.default_init  # how the agent's parent initializes it
+
+
+INTERVENTION_STATE = "_interventions"  # key of the intervention bookkeeping in state_dict()
 
 
 class PlasticityController:
     """``rewarm()``, ``metrics()``, ``measure()`` and the saved state of an agent's plasticity."""
 
-    def __init__(self, networks: list[Network], config: PlasticityConfig):
+    def __init__(self, networks: list[Network], config: PlasticityConfig, inputs: Callable[[], Any] | None = None):
         self.config = config
+        self._inputs = inputs  # a batch of recent observations for redo (the diagnostics batch), or None
+        self.interventions = 0  # how many have run
+        self._intervened_at = 0  # the primary network's optimizer step at the last one
+        self._intervention_log: dict[str, float] = {}  # what the last ones reset, until logged
         self.networks = {net.name: net for net in networks}
         self.primary = next((net.name for net in networks if net.primary), networks[0].name)
         self.elrs: dict[str, ELR] = {}
@@ -173,10 +182,91 @@ class PlasticityController:
             out[f"elr/{net}" if self._prefix else "elr"] = math.sqrt(updates / params) if params > 0 else math.inf
         return out
 
+    # -- interventions -------------------------------------------------------------------------
+    def after_train(self) -> None:
+        """After SB3's ``train()``: run the intervention if the primary network passed a multiple of ``every``.
+
+        Not inside ``train()``: a network edited in place between its forward and its backward breaks
+        autograd (SAC's actor loss is built before the critic steps), so the edit waits for the end of
+        the ``train()`` call in which the ``every``-th optimizer step happened.
+        """
+        every = self.config.every
+        if self.config.intervention is None or not every:
+            return
+        steps = self.elrs[self.primary].steps
+        if steps // every > self._intervened_at // every:
+            self.intervene()
+
+    def intervene(self) -> dict[str, dict[str, int]]:
+        """Run the configured intervention on every network now: ``{network: {layer: units reset}}``.
+
+        ReDo needs a batch of recent observations; before the agent has any it does nothing (``{}``).
+        """
+        kind = self.config.intervention
+        if kind is None:
+            raise RuntimeError("this agent's plasticity has no intervention; set plasticity={'intervention': 'redo'} (or 'shrink-perturb', 'reset')")
+        inputs = self._inputs() if kind == "redo" and self._inputs is not None else None
+        if kind == "redo" and inputs is None:
+            return {}
+        report: dict[str, dict[str, int]] = {}
+        for name, net in self.networks.items():
+            report[name] = self._intervene_on(net, kind, inputs)
+        self.interventions += 1
+        self._intervened_at = self.elrs[self.primary].steps
+        prefix = kind
+        total = 0
+        for net, layers in report.items():
+            for layer, units in layers.items():
+                self._intervention_log[f"{prefix}/units_reset/{self._key(net, layer)}"] = units
+                total += units
+        self._intervention_log[f"{prefix}/units_reset"] = total
+        self._intervention_log[f"{prefix}/count"] = self.interventions
+        return report
+
+    def _intervene_on(self, net: Network, kind: str, inputs: Any) -> dict[str, int]:
+        c = self.config
+        if kind == "redo":
+            reset = interventions.redo(net.module, net.optimizer, inputs, c.redo_tau, forward=net.forward,
+                                       init=net.init, mirrors=net.mirrors, exclude=net.exclude)  # fmt: skip
+            return {layer: len(units) for layer, units in reset.items()}
+        if kind == "shrink-perturb":
+            done = interventions.shrink_perturb(net.module, net.optimizer, c.shrink, c.perturb, layers=self._layers(net, "all"),
+                                                init=net.init, mirrors=net.mirrors)  # fmt: skip
+        else:
+            done = interventions.reset(net.module, net.optimizer, self._layers(net, c.reset_layers), init=net.init, mirrors=net.mirrors)
+        modules = dict(net.module.named_modules())
+        return {name: modules[name].weight.shape[0] for name in done if isinstance(modules[name], WEIGHT_LAYERS)}
+
+    @staticmethod
+    def _layers(net: Network, which: str) -> list[str]:
+        """``"heads"`` (weight layers nothing normalizes or activates after: the outputs), ``"all"``, or names."""
+        if which not in ("heads", "all"):
+            return [name.strip() for name in which.split(",") if name.strip()]
+        chosen = []
+        for name, module in net.module.named_modules():
+            if not any(p is not None for p in module._parameters.values()) or matches(name, net.exclude):
+                continue
+            chosen.append(name)
+        if which == "heads":
+            heads = {b.name for b in iter_blocks(net.module) if b.activation is None and b.norm is None}
+            chosen = [name for name in chosen if name in heads]
+        return chosen
+
+    def pop_intervention_log(self) -> dict[str, float]:
+        """What the interventions since the last call reset (``<kind>/units_reset[/<layer>]``, ``<kind>/count``)."""
+        log, self._intervention_log = self._intervention_log, {}
+        return log
+
+    # -- persistence -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {name: elr.state_dict() for name, elr in self.elrs.items()}
+        state: dict[str, Any] = {name: elr.state_dict() for name, elr in self.elrs.items()}
+        state[INTERVENTION_STATE] = {"count": self.interventions, "at": self._intervened_at}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        bookkeeping = state.pop(INTERVENTION_STATE, {"count": 0, "at": 0})  # zips from before interventions have none
+        self.interventions, self._intervened_at = int(bookkeeping["count"]), int(bookkeeping["at"])
         if set(state) != set(self.elrs):
             raise ValueError(f"plasticity state has networks {sorted(state)}, this agent has {sorted(self.elrs)}")
         for name, elr_state in state.items():

@@ -35,7 +35,10 @@ class PlasticDQN(PlasticMixin, DQN):
     }
 
     def _plastic_networks(self) -> list[Network]:
-        return [Network("q_net", self.policy.q_net, self.policy.optimizer, lambda q_net, obs: q_net(obs), primary=True)]
+        # The target network gets every intervention's edit on the same entries (interventions' mirrors):
+        # what was re-initialized matches the online network, the rest keeps its lag until SB3's next copy.
+        policy = self.policy
+        return [Network("q_net", policy.q_net, policy.optimizer, lambda q_net, obs: q_net(obs), primary=True, mirrors=(policy.q_net_target,))]
 
     def _diagnostic_inputs(self) -> Any:
         batch = replay_batch(self.replay_buffer, self.diagnostics_batch)

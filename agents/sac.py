@@ -34,7 +34,7 @@ class PlasticSAC(PlasticMixin, SAC):
         # A features extractor shared with the actor is trained by the actor's optimizer (as in SB3).
         shared = ("features_extractor.*",) if self.policy.share_features_extractor else ()
         return [
-            Network("critic", self.critic, self.critic.optimizer, critic_forward, primary=True, exclude=shared),
+            Network("critic", self.critic, self.critic.optimizer, critic_forward, primary=True, exclude=shared, mirrors=(self.critic_target,)),
             Network("actor", self.actor, self.actor.optimizer, actor_forward),
         ]
 

@@ -48,12 +48,16 @@ from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
 
 __all__ = ["redo", "shrink_perturb", "reset", "Initializer"]
 
-Initializer = Callable[[nn.Module], None]  # (re)initializes a module's parameters in place
+Initializer = Callable[[nn.Module, str], None]  # (module, its qualified name) -> initialize it in place
 Forward = Callable[[nn.Module, Any], Any]
 
 
-def default_init(module: nn.Module) -> None:
-    """The module's own initializer (``reset_parameters``), the one it was built with in PyTorch."""
+def default_init(module: nn.Module, name: str = "") -> None:
+    """The module's own initializer (``reset_parameters``), the one it was built with in PyTorch.
+
+    Pass ``init=`` where a model was built otherwise (SB3's PPO: orthogonal, with a gain per module);
+    it gets the module and its qualified name in the model.
+    """
     module.reset_parameters()
 
 
@@ -99,7 +103,7 @@ def _clear_state(optimizer: torch.optim.Optimizer | None, param: nn.Parameter) -
         del optimizer.state[param]
 
 
-def _fresh_parameters(module: nn.Module, init: Initializer) -> dict[str, torch.Tensor]:
+def _fresh_parameters(module: nn.Module, name: str, init: Initializer) -> dict[str, torch.Tensor]:
     """What ``init`` would give ``module``'s own parameters now, without touching them.
 
     A shallow copy with new parameter tensors: copying the module deeply would copy the whole
@@ -109,7 +113,7 @@ def _fresh_parameters(module: nn.Module, init: Initializer) -> dict[str, torch.T
     clone._parameters = {k: None if v is None else nn.Parameter(torch.empty_like(v)) for k, v in module._parameters.items()}
     clone._modules = {}
     with torch.no_grad():
-        init(clone)
+        init(clone, name)
     return {k: v.detach() for k, v in clone._parameters.items() if v is not None}
 
 
@@ -306,11 +310,12 @@ def redo(
         if name in flow.lost or not flow.consumers.get(name):
             skipped[name] = flow.lost.get(name, "nothing the tracing could follow")
             continue
-        fresh = _fresh_parameters(block.layer, init)
+        fresh = _fresh_parameters(block.layer, name, init)
         for attr, value in fresh.items():
             edits.append((getattr(block.layer, attr), (units,), value[units]))
         if block.norm is not None:
-            norm_fresh = _fresh_parameters(block.norm, init)
+            norm_name = next(n for n, m in model.named_modules() if m is block.norm)
+            norm_fresh = _fresh_parameters(block.norm, norm_name, init)
             for attr, value in norm_fresh.items():
                 if value.shape[:1] == mask.shape:  # per-unit gain / bias
                     edits.append((getattr(block.norm, attr), (units,), value[units]))
@@ -366,7 +371,7 @@ def _whole_tensor_edit(
 ) -> dict[str, int]:
     """Give every parameter of ``modules`` ``combine(old, fresh)`` (mirrors too); clear its optimizer state."""
     if init is default_init:
-        missing = [n for n, m in modules.items() if not hasattr(m, "reset_parameters")]
+        missing = [n for n, m in modules.items() if not callable(getattr(m, "reset_parameters", None))]
         if missing:
             raise ValueError(f"modules {missing} have no reset_parameters(); pass init=callable(module) that initializes them")
     mirror_params = _check_mirrors(model, mirrors)
@@ -374,7 +379,7 @@ def _whole_tensor_edit(
     names = {id(p): n for n, p in model.named_parameters()}
     report = {}
     for name, module in modules.items():
-        for attr, fresh in _fresh_parameters(module, init).items():
+        for attr, fresh in _fresh_parameters(module, name, init).items():
             param = module._parameters[attr]
             with torch.no_grad():
                 param.copy_(combine(param, fresh))

@@ -104,4 +104,7 @@ AGENT_CASES = [
     AgentCase("sac-cnn", PlasticSAC, SAC, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
               dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic", "critic_target")),  # fmt: skip
 ]
-PRESET_NAMES = list(PRESETS)
+# The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
+# (tests/test_agent_interventions.py).
+PRESET_NAMES = ["none", "nap", "elr", "elr-cusum"]
+assert set(PRESET_NAMES) <= set(PRESETS)
