@@ -33,6 +33,14 @@ def test_bench_core_measures_both_models(capsys):
     assert "ELR adds" in capsys.readouterr().out
 
 
+def test_bench_core_times_the_interventions(capsys):
+    rows = bench_core.main(["--interventions", "--repeats", "2"])
+    assert [r["model"] for r in rows] == ["mlp", "cnn"]
+    for row in rows:
+        assert all(row[k] > 0 for k in ("gradient step", "redo", "shrink_perturb", "reset heads"))
+    assert "x step" in capsys.readouterr().out
+
+
 def test_bench_core_bad_input():
     with pytest.raises(SystemExit) as exit_info:
         bench_core.main(["--steps", "-1"])

@@ -181,6 +181,17 @@ def test_warm_start_recipes_use_the_core(tmp_path, count_elr_steps):
     assert lr["warm", "phase2", 8] == pytest.approx(1e-3)
 
 
+def test_warm_start_interventions_are_the_cores(tmp_path, monkeypatch):
+    from plastic_rl import interventions
+
+    calls = []
+    for name in ("redo", "shrink_perturb"):
+        original = getattr(interventions, name)
+        monkeypatch.setattr(interventions, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    warm_start.main(WARM_TINY + ["--out", str(tmp_path / "w"), "--arms", "warm+redo,warm+shrink-perturb", "--seeds", "0"])
+    assert sorted(calls) == ["redo", "shrink_perturb"]  # once each, at the data change
+
+
 def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
     """--data: the python-format batches (pickled dicts with b"data" uint8 (n, 3072) and b"labels")."""
     import pickle

@@ -1,6 +1,13 @@
 """Benchmark: what ``ELR.step()`` adds to an Adam step, on SB3's default PPO MLP and NatureCNN policies.
 
     python -m plastic_rl.tools.bench_core [--steps N] [--threads N]
+    python -m plastic_rl.tools.bench_core --interventions [--repeats N]
+
+``--interventions``: the cost of one ``interventions.redo`` call (a 256-observation batch: two no-grad
+forwards, dormant units, traced consumers, the edits and the optimizer state), one ``shrink_perturb``
+and one ``reset`` of the output heads, against one PPO gradient step on the same 256 observations
+(forward, loss, backward, Adam step), all on the same normalized policy; medians over the repeats,
+the arms taking turns.
 
 Every arm trains its own identical copy of the normalized policy with the same fixed gradients. The
 arms take turns one step at a time, so machine noise hits them alike; each step is timed and the
@@ -86,16 +93,72 @@ def bench(kind: str, steps: int) -> dict[str, float]:
     return row
 
 
+def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, float]:
+    """Median seconds of one gradient step and of one call of each intervention, on ``kind``'s policy."""
+    from plastic_rl import interventions
+    from plastic_rl.agents.ppo import actor_critic_forward
+
+    policy = sb3_policy(kind)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
+    policy.observation_space.seed(0)
+    obs = policy.obs_to_tensor(torch.stack([torch.as_tensor(policy.observation_space.sample()) for _ in range(batch)]).numpy())[0]
+    actions = torch.randint(0, policy.action_space.n, (batch,))
+    heads = ["action_net", "value_net"]
+
+    def gradient_step() -> None:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = -log_prob.mean() + values.pow(2).mean() - 0.01 * entropy.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    arms = {
+        "gradient step": gradient_step,
+        "redo": lambda: interventions.redo(policy, optimizer, obs, tau=0.1, forward=actor_critic_forward),
+        "shrink_perturb": lambda: interventions.shrink_perturb(policy, optimizer),
+        "reset heads": lambda: interventions.reset(policy, optimizer, heads),
+    }
+    for arm in arms.values():  # warm-up
+        arm()
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    names = list(arms)
+    for i in range(repeats):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            if name != "gradient step":
+                gradient_step()  # the Adam state an intervention edits exists and is fresh
+            start = time.perf_counter()
+            arms[name]()
+            times[name].append(time.perf_counter() - start)
+    return {"model": kind, **{name: statistics.median(t) for name, t in times.items()}}
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--steps", type=int, default=0, help="timed steps per arm (default: 3000 mlp, 150 cnn)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
+    parser.add_argument("--interventions", action="store_true", help="time redo / shrink_perturb / reset against a gradient step")
+    parser.add_argument("--repeats", type=int, default=0, help="--interventions: calls per arm (default: 50 mlp, 10 cnn)")
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error(f"--steps={args.steps} must be >= 1 (or 0 for the default)")
+    if args.repeats < 0:
+        parser.error(f"--repeats={args.repeats} must be >= 1 (or 0 for the default)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.interventions:
+        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
+              "256 observations, arms taking turns")
+        print(f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}")
+        rows = []
+        for kind in args.models:
+            row = intervention_costs(kind, args.repeats or (50 if kind == "mlp" else 10))
+            rows.append(row)
+            step = row["gradient step"]
+            print(f"{kind:<6} {1e3 * step:>10.2f} {1e3 * row['redo']:>8.2f} {row['redo'] / step:>7.2f} "
+                  f"{1e3 * row['shrink_perturb']:>15.2f} {row['shrink_perturb'] / step:>7.2f} "
+                  f"{1e3 * row['reset heads']:>12.2f} {row['reset heads'] / step:>7.2f}")
+        return rows
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
           f"median step time of each arm, arms interleaved step by step")
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")

@@ -23,7 +23,9 @@ Every arm has an ``ELR`` on its optimizer (it measures; it projects and re-warms
 - ``fresh``: all data from scratch.
 - ``warm``: phase 1 then phase 2, nothing else.
 - ``warm+shrink-perturb``: at the data change theta <- 0.4 theta + 0.1 theta_init', theta_init' a
-  fresh initialization (Ash & Adams).
+  fresh initialization (Ash & Adams; ``interventions.shrink_perturb``).
+- ``warm+redo``: at the data change the tau-dormant units (tau 0.1) on 1024 inputs of the new data
+  are recycled (Sokar et al.; ``interventions.redo``).
 - ``warm+elr``: the normalized layers projected to their initial norm throughout, and the lr re-warmed
   at the data change: warm-up to 10x the initial lr, cosine back down over phase 2.
 - ``warm+project``, ``warm+rewarm``: each half of ``warm+elr`` alone.
@@ -49,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from plastic_rl import diagnostics
+from plastic_rl import diagnostics, interventions
 from plastic_rl.elr import ELR, OnDemandRewarm
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
@@ -65,17 +67,19 @@ from plastic_rl.tools._validate import (
     write_csv,
 )
 
-ARMS = ("fresh", "warm", "warm+shrink-perturb", "warm+elr", "warm+project", "warm+rewarm", "fresh+elr")
-# arm -> (warm-started, projected, re-warmed, shrink-perturb)
+ARMS = ("fresh", "warm", "warm+shrink-perturb", "warm+redo", "warm+elr", "warm+project", "warm+rewarm", "fresh+elr")
+# arm -> (warm-started, projected, re-warmed, intervention at the data change)
 RECIPES = {
-    "fresh": (False, False, False, False),
-    "warm": (True, False, False, False),
-    "warm+shrink-perturb": (True, False, False, True),
-    "warm+elr": (True, True, True, False),
-    "warm+project": (True, True, False, False),
-    "warm+rewarm": (True, False, True, False),
-    "fresh+elr": (False, True, True, False),
+    "fresh": (False, False, False, None),
+    "warm": (True, False, False, None),
+    "warm+shrink-perturb": (True, False, False, "shrink-perturb"),
+    "warm+redo": (True, False, False, "redo"),
+    "warm+elr": (True, True, True, None),
+    "warm+project": (True, True, False, None),
+    "warm+rewarm": (True, False, True, None),
+    "fresh+elr": (False, True, True, None),
 }
+REDO_TAU, REDO_BATCH = 0.1, 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,14 +163,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return acc
 
 
-def shrink_perturb(model: nn.Module, fresh: nn.Module, shrink: float = 0.4, noise: float = 0.1) -> None:
-    with torch.no_grad():
-        for p, q in zip(model.parameters(), fresh.parameters()):
-            p.mul_(shrink).add_(q, alpha=noise)
-
-
 def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> tuple[list[dict], dict]:
-    warm, project, rewarm, sp = RECIPES[arm]
+    warm, project, rewarm, intervention = RECIPES[arm]
     n = len(data.x)
     steps_per_epoch = math.ceil(n / cfg.batch)
     phase_steps = cfg.epochs * steps_per_epoch
@@ -192,9 +190,13 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
     at_change = None
     for phase, idx in phases:
         if phase == "phase2":
-            if sp:
-                torch.manual_seed(10_000 + seed)
-                shrink_perturb(model, build_model(data.x.shape[1], int(data.y.max()) + 1, cfg.hidden))
+            torch.manual_seed(10_000 + seed)  # the fresh values an intervention draws
+            if intervention == "shrink-perturb":  # clears the optimizer state of what it touches (everything)
+                interventions.shrink_perturb(model, optimizer, shrink=0.4, perturb=0.1)
+            elif intervention == "redo":  # zeroes the optimizer state of the recycled units' entries
+                inputs = data.x[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:REDO_BATCH]]
+                redone = interventions.redo(model, optimizer, inputs, tau=REDO_TAU)
+                log(f"  {arm} seed {seed}: redo recycled " + ", ".join(f"{len(u)} of {layer}" for layer, u in redone.items()))
             if not cfg.keep_optimizer_state:  # phase 2 is a new training run from the old weights
                 optimizer.state.clear()
             if rewarm:
@@ -285,7 +287,7 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data,
     return "\n".join(lines) + "\n"
 
 
-COLORS = {"fresh": "k", "warm": "tab:gray", "warm+shrink-perturb": "tab:purple", "warm+elr": "tab:red",
+COLORS = {"fresh": "k", "warm": "tab:gray", "warm+shrink-perturb": "tab:purple", "warm+redo": "tab:brown", "warm+elr": "tab:red",
           "warm+project": "tab:orange", "warm+rewarm": "tab:blue", "fresh+elr": "tab:green"}
 
 
