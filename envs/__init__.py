@@ -10,7 +10,7 @@
 Details and measured envpool facts: docs/envs.md.
 """
 
-from plastic_rl.envs.callbacks import RewarmOnSwitch
+from plastic_rl.envs.callbacks import OnTaskSwitch, RewarmOnSwitch
 from plastic_rl.envs.envpool_vec_env import EnvPoolVecEnv
 from plastic_rl.envs.factory import ATARI_EVAL, ATARI_TRAIN, make_vec_env
 from plastic_rl.envs.presets import CLASSIC_CONTROL, atari, atari_id, classic_control, mujoco, mujoco_ids
@@ -35,6 +35,7 @@ __all__ = [
     "permuted_cartpole",
     "cartpole_physics",
     "atari_sequence",
+    "OnTaskSwitch",
     "RewarmOnSwitch",
     "PermuteObservation",
     "CartPolePhysics",

@@ -20,7 +20,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from plastic_rl import PlasticPPO
+from plastic_rl import PlasticDQN, PlasticPPO
 from plastic_rl.envs import (
     EnvPoolVecEnv,
     PermuteObservation,
@@ -366,6 +366,26 @@ def test_rewarm_on_switch_with_plastic_ppo():
         baseline.learn(64, callback=RewarmOnSwitch(enabled=True))
     with pytest.raises(TypeError, match="plastic_rl agent"):
         PPO("MlpPolicy", seq, n_steps=32, batch_size=64).learn(64, callback=RewarmOnSwitch())
+
+
+@pytest.mark.parametrize("kind", ["redo", "shrink-perturb", "reset"])
+def test_on_task_switch_intervenes_at_every_switch(kind):
+    from plastic_rl.envs import OnTaskSwitch
+
+    seq = permuted_cartpole(n_envs=4, n_tasks=2, switch_every=64)
+    model = PlasticDQN("MlpPolicy", seq, learning_starts=16, train_freq=4, buffer_size=500, seed=0,
+                       plasticity={"preset": kind, "every": 0, "redo_tau": 0.5})  # fmt: skip
+    callback = OnTaskSwitch(rewarm=False, intervene=True)
+    model.learn(256, callback=callback)
+    assert callback.switches == [64, 128, 192, 256] == callback.interventions
+    assert model.plasticity.interventions == 4 and callback.rewarms == []
+    combined = OnTaskSwitch(intervene=True)  # re-warm (the env's default) and intervene together
+    elr = PlasticDQN("MlpPolicy", seq, learning_starts=16, train_freq=4, buffer_size=500, seed=0,
+                     plasticity={"preset": "elr", "schedule": "on-demand", "intervention": kind})  # fmt: skip
+    elr.learn(128, callback=combined)
+    assert combined.rewarms == combined.interventions == combined.switches == [64, 128]  # this agent's own steps
+    with pytest.warns(UserWarning, match="has no intervention"):
+        PlasticDQN("MlpPolicy", seq, learning_starts=16, plasticity="elr").learn(64, callback=OnTaskSwitch(intervene=True))
 
 
 class RecordFactor(RewarmOnSwitch):
