@@ -76,6 +76,15 @@ def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") ->
     return str(name), venv
 
 
+def spec_id(spec: TaskSpec) -> str | None:
+    """The env id a task spec makes (None for a callable: only its VecEnv knows)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, Mapping) and isinstance(spec.get("id"), str):
+        return spec["id"]
+    return None
+
+
 def _physics_name(physics: Mapping[str, float]) -> str:
     return ",".join(f"{k}={v}" for k, v in dict(physics).items()) or "default"
 
@@ -111,6 +120,7 @@ class TaskSequence(VecEnv):
         self.rewarm_on_switch = bool(rewarm_on_switch)
         self._seed = int(seed)
         self.task_names: list[str] = []
+        self.task_ids: list[str | None] = [spec_id(spec) for spec in specs]
         self.tasks: list[VecEnv] = []
         try:
             for k, spec in enumerate(specs):
@@ -137,6 +147,12 @@ class TaskSequence(VecEnv):
     @property
     def task_name(self) -> str:
         return self.task_names[self.task_index]
+
+    @property
+    def env_id(self) -> str | None:
+        """The first task's env id, which agents save so that ``diagnose`` can re-create an env without
+        flags; it makes that task's base env (no observation permutation, default physics)."""
+        return self.task_ids[0]
 
     def reset(self) -> VecEnvObs:
         """Resets the current task's envs; the schedule (``num_timesteps``, ``task_index``) goes on."""

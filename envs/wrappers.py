@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,17 @@ class PermuteObservation(VecEnvWrapper):
         low = np.full(space.shape, space.low.min(), dtype=space.dtype)
         high = np.full(space.shape, space.high.max(), dtype=space.dtype)
         super().__init__(venv, observation_space=gym.spaces.Box(low, high, space.shape, space.dtype))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a run's checkpoint keeps its envs): SB3's wrapper caches its class's members,
+        an ABC's registry among them, which pickle cannot take; they are read again on unpickling."""
+        state = dict(self.__dict__)
+        state.pop("class_attributes", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.class_attributes = dict(inspect.getmembers(self.__class__))
 
     def _permute(self, obs: np.ndarray) -> np.ndarray:
         flat = obs.reshape(obs.shape[0], -1) if obs.ndim > 1 else obs.reshape(1, -1)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ZIP_MAGIC = b"PK\x03\x04"
+TEMPORARY_PREFIX = ".tmp_"  # a file being written (renamed once complete): never a checkpoint
 N_ENVS = 8  # parallel envs used to collect observations (rows are time-major: t0 env0..7, t1 env0..7, ...)
 
 
@@ -213,11 +214,20 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise fail(path, f"cannot read: {exc.strerror or exc}") from None
 
 
+def _inner_archive(zf: zipfile.ZipFile) -> bool:
+    """Whether the directory zipfile found starts past the file's first byte: in a file cut short, the
+    last directory left is that of a member which is a zip itself (SB3 stores ``policy.pth`` uncompressed)."""
+    return min((info.header_offset for info in zf.infolist()), default=0) > 0
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read and check a checkpoint's ``data`` and identify its algorithm; loads nothing heavy."""
     path = Path(path)
     with _open_zip(path) as zf:
         names = set(zf.namelist())
+        if "data" not in names and _inner_archive(zf):
+            raise fail(path, "truncated or corrupt zip archive (its end is missing: the only directory found "
+                             "belongs to an archive stored inside it)")
         if "data" not in names:
             raise fail(path, "not an SB3 checkpoint: the zip has no 'data' entry")
         try:
@@ -277,8 +287,8 @@ PARAM_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_
 
 
 def find_checkpoints(folder: Path) -> list[Path]:
-    """Every ``*.zip`` under ``folder`` (recursively); their order comes from their training step."""
-    zips = sorted(p for p in folder.rglob("*.zip") if p.is_file())
+    """Every ``*.zip`` under ``folder`` (recursively) but temporary ones; their order comes from their training step."""
+    zips = sorted(p for p in folder.rglob("*.zip") if p.is_file() and not p.name.startswith(TEMPORARY_PREFIX))
     if not zips:
         raise fail(folder, "no checkpoint (*.zip) in this folder or below it")
     return zips

@@ -149,6 +149,14 @@ def test_a_final_model_that_repeats_the_last_checkpoint_is_left_out(run_dir, tmp
     assert any("final_model.zip: left out, same step and parameters as" in n for n in notes)
 
 
+def test_a_temporary_file_in_a_run_folder_is_not_a_checkpoint(run_dir, tmp_path):  # issue 10.10
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    raw = (run / "a_third.zip").read_bytes()
+    (run / ".tmp_step_0000000256.zip").write_bytes(raw[: len(raw) // 2])  # a checkpoint write killed half-way
+    rows = diagnose(run, n_obs=64)
+    assert [r["step"] for r in rows] == [64, 128, 192]
+
+
 def test_cli_series_outputs(run_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -269,12 +277,16 @@ def bad_inputs(zips, tmp_path_factory):
     (root / "notes.zip").write_text("not a zip at all\n")
     raw = ppo.read_bytes()
     (root / "truncated.zip").write_bytes(raw[: len(raw) // 2])
+    # Cut where a member ends: the last directory left is policy.pth's own (a zip stored uncompressed).
+    cut = zipfile.ZipFile(ppo).getinfo("policy.optimizer.pth").header_offset
+    (root / "cut.zip").write_bytes(raw[:cut])
     unknown_algorithm_zip(ppo, root / "fancy.zip")
     np.save(root / "wrong.npy", np.zeros((10, 3), dtype=np.float32))
     return {
         "missing path": ([str(root / "nope.zip")], "nope.zip", "no such file"),
         "not a zip": ([str(root / "notes.zip")], "notes.zip", "not a zip file"),
         "truncated zip": ([str(root / "truncated.zip")], "truncated.zip", "truncated"),
+        "zip cut after a member": ([str(root / "cut.zip")], "cut.zip", "truncated or corrupt"),  # issue 10.14
         "unknown algorithm": ([str(root / "fancy.zip")], "fancy.zip", "unknown algorithm"),
         "unknown env id": ([str(ppo), "--env", "NoSuchEnv-v7"], "ppo_cartpole.zip", "'NoSuchEnv-v7' does not exist"),
         "no env id": ([str(ppo)], "ppo_cartpole.zip", "pass --env"),
@@ -282,8 +294,8 @@ def bad_inputs(zips, tmp_path_factory):
     }
 
 
-CASES = ["missing path", "not a zip", "truncated zip", "unknown algorithm", "unknown env id", "no env id",
-         "obs of the wrong shape"]
+CASES = ["missing path", "not a zip", "truncated zip", "zip cut after a member", "unknown algorithm", "unknown env id",
+         "no env id", "obs of the wrong shape"]
 
 
 @pytest.mark.parametrize("case", CASES)

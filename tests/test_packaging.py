@@ -104,3 +104,5 @@ def test_the_readme_core_examples_run():
     for block in core:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["elr"].lr_factor > 1.0  # the second example re-warmed
+    (interventions,) = [b for b in blocks if "from plastic_rl.interventions import" in b]
+    exec(compile(interventions, "README.md", "exec"), {})  # its asserts are the known answers

@@ -1,7 +1,12 @@
-"""``python -m plastic_rl.train``: runs, outputs, resume after a SIGKILL, sweeps, and bad input."""
+"""``python -m plastic_rl.train``: runs, outputs, kills and resumes, refusals, sweeps, and bad input.
+
+Issue 10's symptoms (points 6-15) are tests here, each named after what went wrong.
+"""
 
 import csv
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,28 +15,71 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from plastic_rl.agents import PRESETS, PlasticPPO
+from plastic_rl.agents.callbacks import KILL_DURING_SAVE
+from plastic_rl.checkpoints import find_checkpoints
 from plastic_rl.tools.config import load_config
 
 QUICK = ["progress_bar=false", "eval_episodes=2", "diagnostics_freq=20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+RUN = "ppo_CartPole_elr_seed0"
+GYMNASIUM = ["+env.kwargs.backend=gymnasium", "+env.eval_kwargs.backend=gymnasium"]  # picklable envs: exact resumes
 
 
-def train(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def train(cwd: Path, *args: str, timeout: int = 300, kill_during_save: str | None = None) -> subprocess.CompletedProcess:
+    env = {**ENV, KILL_DURING_SAVE: kill_during_save} if kill_during_save else ENV
     return subprocess.run(
-        [sys.executable, "-m", "plastic_rl.train", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "plastic_rl.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def scalar_tags(tb_dir: Path) -> set[str]:
+def train_until(cwd: Path, *args: str, ready, timeout: float = 240) -> str:
+    """Start a run, SIGKILL it from outside as soon as ``ready()`` holds; returns its stdout."""
+    log = cwd / "killed.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "plastic_rl.train", *args], cwd=cwd, env=ENV, stdout=out,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.time() + timeout
+        while not ready() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return log.read_text()
+
+
+def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar's (step, value) points as TensorBoard shows them (purged events dropped)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     (run,) = [p for p in tb_dir.iterdir() if p.is_dir()]
-    events = EventAccumulator(str(run))
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
-    return set(events.Tags()["scalars"])
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def scalar_tags(tb_dir: Path) -> set[str]:
+    return set(scalars(tb_dir))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``folder``: content hash and modification time."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def complete_checkpoints(files: dict, folder: Path) -> dict:
+    """The entries of a snapshot of ``checkpoints/`` that belong to a complete checkpoint (its zip exists)."""
+    zip_of = lambda name: re.sub(r"_(state|replay_buffer)\.pkl$", ".zip", name)  # noqa: E731
+    return {name: v for name, v in files.items() if not name.startswith(".tmp_") and (folder / zip_of(name)).exists()}
+
+
+def same_parameters(a: Path, b: Path) -> bool:
+    pa, pb = (PlasticPPO.load(p).policy.state_dict() for p in (a, b))
+    return pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
 def test_configs_compose_and_presets_match_the_agents():
@@ -64,6 +112,50 @@ def test_cartpole_run_writes_everything(tmp_path):
     rows = list(csv.DictReader((run / "evaluations.csv").open()))
     assert [int(r["step"]) for r in rows] == [1024, 2048] and all(float(r["mean_return"]) > 0 for r in rows)
     assert not list(run.rglob(".tmp_*"))  # no temporary files left behind
+    assert (run / "checkpoints" / "step_0000001024_state.pkl").is_file()  # what an exact resume needs
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A short run evaluated twice on 3 episodes -> (stdout, evaluations.csv rows)."""
+    cwd = tmp_path_factory.mktemp("evaluated")
+    out = train(cwd, "total_timesteps=512", "checkpoint_freq=0", "eval_freq=256", "eval_episodes=3", "progress_bar=false")
+    assert out.returncode == 0, out.stderr
+    return out.stdout, list(csv.DictReader((cwd / "runs" / RUN / "evaluations.csv").open()))
+
+
+def test_evaluations_csv_has_a_std_return(evaluated):  # issue 10.15: the std_return column was always empty
+    _, rows = evaluated
+    assert [r["step"] for r in rows] == ["256", "512"] and all(r["episodes"] == "3" for r in rows)
+    assert all(float(r["std_return"]) >= 0 for r in rows)  # np.std of the 3 episode returns, not ""
+
+
+def test_the_run_ends_by_saying_how_the_agent_did(evaluated):  # issue 10.13: it said only where the outputs are
+    stdout, rows = evaluated
+    last = rows[-1]
+    line = (f"final evaluation: {float(last['mean_return']):.1f} +- {float(last['std_return']):.1f} at step 512 "
+            "(3 episodes); wall time ")  # fmt: skip
+    assert re.search(re.escape(line) + r"\d+ s\n", stdout), stdout
+
+
+def test_verbose_1_prints_sb3s_table_with_the_plasticity_summary(tmp_path):  # issue 10.1: it exited 1
+    out = train(tmp_path, "verbose=1", "total_timesteps=1024", "checkpoint_freq=0", "eval_freq=0", *QUICK)
+    assert out.returncode == 0, out.stderr
+    assert "| plasticity/" in out.stdout and "|    lr_factor" in out.stdout and "param_norm" not in out.stdout
+    assert "plasticity/param_norm/mlp_extractor.policy_net.0" in scalar_tags(tmp_path / "runs" / RUN / "tb")
+
+
+def test_intervention_presets_train_from_the_cli(tmp_path):
+    out = train(tmp_path, "plasticity=redo", "plasticity.every=20", "plasticity.redo_tau=0.5", "total_timesteps=2048",
+                "checkpoint_freq=0", "eval_freq=0", *QUICK)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "runs" / "ppo_CartPole_redo_seed0"
+    tags = scalars(run / "tb")
+    assert {"plasticity/redo/units_reset", "plasticity/redo/count"} <= set(tags)
+    model = PlasticPPO.load(run / "final_model.zip")
+    assert model.plasticity_config.intervention == "redo" and model.plasticity_config.every == 20
+    # rl-zoo3's CartPole PPO: 8 rollouts of 256 steps, 20 optimizer steps each: one intervention per train()
+    assert model.plasticity.interventions == model.plasticity.elrs["policy"].steps // 20 == 8
 
 
 def test_atari_run_writes_events_and_a_loadable_checkpoint(tmp_path):
@@ -75,30 +167,119 @@ def test_atari_run_writes_events_and_a_loadable_checkpoint(tmp_path):
     assert model.observation_space.shape == (4, 84, 84) and model.env_id == "Pong-v5"
 
 
-def test_sigkill_then_resume_finishes_exactly(tmp_path):
-    args = ["total_timesteps=6144", "checkpoint_freq=512", "eval_freq=0", *QUICK]
-    proc = subprocess.Popen([sys.executable, "-m", "plastic_rl.train", *args], cwd=tmp_path, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    run = tmp_path / "runs" / "ppo_CartPole_elr_seed0"
-    deadline = time.time() + 240
-    while not list((run / "checkpoints").glob("step_*.zip")) and time.time() < deadline:
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    first = sorted((run / "checkpoints").glob("step_*.zip"))
-    assert first and not (run / "final_model.zip").exists(), "the run was not killed mid-way"
-    out = train(tmp_path, *args, "resume=true")
-    assert out.returncode == 0, out.stderr
-    assert "resuming" in out.stdout
-    final = PlasticPPO.load(run / "final_model.zip")
-    assert final.num_timesteps == 6144
-    assert final._n_updates == 6144 // 256 * 20  # 256 steps per rollout, 20 epochs: no update done twice
-    for ckpt in sorted((run / "checkpoints").glob("step_*.zip")):
-        assert zipfile.ZipFile(ckpt).testzip() is None  # none corrupt
+KILL_ARGS = ["total_timesteps=4000", "checkpoint_freq=768", "eval_freq=1000", *QUICK, *GYMNASIUM]
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """One run killed with SIGKILL at four points, resumed with resume=true after each, and the same run
+    uninterrupted. The kills: during the first checkpoint write, from outside at an arbitrary moment, during
+    a later checkpoint write, during the final model's write. -> what each stage saw."""
+    root = tmp_path_factory.mktemp("killed")
+    (root / "reference").mkdir()
+    (root / "killed").mkdir()
+    cwd, seen = root / "killed", {}
+    seen["reference"] = train(root / "reference", *KILL_ARGS)
+    run, ckpts = cwd / "runs" / RUN, cwd / "runs" / RUN / "checkpoints"
+    seen["first write"] = train(cwd, *KILL_ARGS, kill_during_save="step_0000000768.zip")
+    seen["after first write"] = sorted(p.name for p in ckpts.iterdir())
+    seen["config"] = snapshot(run / ".hydra")
+    seen["anywhere"] = train_until(cwd, *KILL_ARGS, "resume=true", ready=(ckpts / "step_0000001536.zip").exists)
+    seen["written"] = complete_checkpoints(snapshot(ckpts), ckpts)
+    seen["later write"] = train(cwd, *KILL_ARGS, "resume=true", kill_during_save="step_0000003072.zip")
+    seen["after later write"] = sorted(p.name for p in ckpts.iterdir())
+    seen["found by diagnose"] = [p.name for p in find_checkpoints(run)]
+    seen["final write"] = train(cwd, *KILL_ARGS, "resume=true", kill_during_save="final_model.zip")
+    seen["end"] = train(cwd, *KILL_ARGS, "resume=true")
+    seen["run"], seen["reference run"] = run, root / "reference" / "runs" / RUN
+    return seen
+
+
+def test_every_kill_resumes_or_restarts_cleanly(killed):
+    assert killed["reference"].returncode == 0, killed["reference"].stderr
+    for stage in ("first write", "later write", "final write"):
+        assert killed[stage].returncode == -signal.SIGKILL, (stage, killed[stage].stderr)
+    assert "starting it again from step 0" in killed["anywhere"]  # no checkpoint yet: a restart
+    assert "it continues exactly" in killed["later write"].stdout
+    assert killed["end"].returncode == 0, killed["end"].stderr
+    final = PlasticPPO.load(killed["run"] / "final_model.zip")
+    assert final.num_timesteps == 4096 and final._n_updates == 16 * 20  # 16 rollouts of 256, 20 epochs: none twice
+    for ckpt in find_checkpoints(killed["run"]):
+        assert zipfile.ZipFile(ckpt).testzip() is None
         PlasticPPO.load(ckpt)
-    # a fresh run into that folder would overwrite it: refused
-    again = train(tmp_path, *args)
-    assert again.returncode == 2 and "already has checkpoints" in again.stderr
+
+
+def test_nothing_already_written_is_modified_by_a_resume(killed):
+    assert snapshot(killed["run"] / ".hydra") == killed["config"]  # a resumed run keeps the config it started with
+    now = snapshot(killed["run"] / "checkpoints")
+    assert {name: now.get(name) for name in killed["written"]} == killed["written"]
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_no_temporary_file_to_read(killed):  # issue 10.10
+    assert killed["after first write"] == [".tmp_step_0000000768.zip", ".tmp_step_0000000768_state.pkl"]
+    assert ".tmp_step_0000003072.zip" in killed["after later write"]
+    assert not [name for name in killed["found by diagnose"] if name.startswith(".tmp_")]
+    assert not list(killed["run"].rglob(".tmp_*"))  # the next run cleaned them up
+
+
+def test_resumed_tensorboard_curves_have_one_value_per_step(killed):  # issue 10.8
+    curves, reference = scalars(killed["run"] / "tb"), scalars(killed["reference run"] / "tb")
+    assert curves.keys() == reference.keys() and "train/loss" in curves
+    for tag, points in curves.items():
+        steps = [step for step, _ in points]
+        assert steps == sorted(set(steps)), (tag, steps)  # unique, increasing
+        assert steps == [step for step, _ in reference[tag]], tag
+        if tag.startswith(("train/", "eval/", "rollout/")):
+            assert points == reference[tag], tag
+
+
+def test_resumed_evaluations_and_checkpoints_stay_on_schedule(killed):  # issue 10.9
+    run = killed["run"]
+    rows = list(csv.DictReader((run / "evaluations.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1000, 2000, 3000, 4000]
+    # PPO checkpoints at the first rollout boundary (256 steps) at or after each multiple of 768
+    steps = [768, 1536, 2304, 3072, 3840]
+    assert [p.name for p in find_checkpoints(run / "checkpoints")] == [f"step_{s:010d}.zip" for s in steps]
+
+
+def test_a_resumed_run_ends_as_an_uninterrupted_one(killed):  # issue 10.11
+    assert "total_timesteps=4,000 ends at step 4,096" in killed["reference"].stdout  # SB3's whole rollouts, stated
+    run, reference = killed["run"], killed["reference run"]
+    assert same_parameters(run / "final_model.zip", reference / "final_model.zip")
+    assert (run / "evaluations.csv").read_text() == (reference / "evaluations.csv").read_text()
+
+
+FINISHED_ARGS = ["total_timesteps=512", "checkpoint_freq=256", "eval_freq=0", *QUICK]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run with a checkpoint -> (cwd, snapshot of everything under cwd)."""
+    cwd = tmp_path_factory.mktemp("finished")
+    assert train(cwd, *FINISHED_ARGS).returncode == 0
+    return cwd, snapshot(cwd)
+
+
+def test_resume_of_a_finished_run_says_it_is_complete_and_changes_nothing(finished):  # issue 10.7
+    cwd, before = finished
+    out = train(cwd, *FINISHED_ARGS, "resume=true")
+    assert out.returncode == 0 and "is complete: final_model.zip at step 512" in out.stdout, out.stderr
+    assert snapshot(cwd) == before
+
+
+def test_a_refused_run_writes_nothing(finished):  # issue 10.6: it overwrote .hydra/config.yaml and friends
+    cwd, before = finished
+    out = train(cwd, f"run_name={RUN}", "seed=99", "plasticity=none", *QUICK)
+    assert out.returncode == 2 and "already has checkpoints" in out.stderr, out.stderr
+    assert snapshot(cwd) == before
+    assert yaml.safe_load((cwd / "runs" / RUN / ".hydra" / "config.yaml").read_text())["seed"] == 0
+
+
+def test_an_override_that_would_change_a_resumed_runs_config_is_refused(finished):
+    cwd, before = finished
+    out = train(cwd, f"run_name={RUN}", "seed=99", "resume=true", *QUICK)
+    assert out.returncode == 2 and "resume: seed=99 differs from the config" in out.stderr, out.stderr
+    assert snapshot(cwd) == before
 
 
 def test_multirun_with_the_joblib_launcher(tmp_path):
@@ -127,6 +308,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # 10.6: a refused run leaves no folder behind
 
 
 def test_unreadable_resume_checkpoint(tmp_path):
@@ -135,3 +318,26 @@ def test_unreadable_resume_checkpoint(tmp_path):
     out = train(tmp_path, f"resume={bad}", *QUICK)
     assert out.returncode == 2 and out.stderr.strip().startswith(f"error: resume: cannot load {bad}")
     assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_a_nonstationary_run_is_diagnosable_without_flags(tmp_path):  # issue 10.12: its checkpoints had no env id
+    args = ["env=NonStationary", "env.kwargs.switch_every=512", "env.kwargs.n_tasks=2", "total_timesteps=1024",
+            "checkpoint_freq=512", "eval_freq=0", *QUICK]  # fmt: skip
+    assert train(tmp_path, *args).returncode == 0
+    run = tmp_path / "runs" / "ppo_NonStationary_elr_seed0"
+    assert PlasticPPO.load(run / "checkpoints" / "step_0000000512.zip").env_id == "CartPole-v1"
+    out = subprocess.run([sys.executable, "-m", "plastic_rl.diagnose", str(run), "--n-obs", "64"], env=ENV,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "2 checkpoint(s), 64 observations from CartPole-v1" in out.stderr
+
+
+def test_a_nonstationary_run_can_intervene_at_each_task_switch(tmp_path):
+    args = ["env=NonStationary", "env.kwargs.switch_every=512", "env.kwargs.n_tasks=3", "env.intervene_on_switch=true",
+            "plasticity=shrink-perturb", "plasticity.every=0", "total_timesteps=1536", "checkpoint_freq=0", "eval_freq=0",
+            *QUICK]  # fmt: skip
+    out = train(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    model = PlasticPPO.load(tmp_path / "runs" / "ppo_NonStationary_shrink-perturb_seed0" / "final_model.zip")
+    assert model.plasticity.interventions == 3  # at 512, 1024 and 1536: one per switch, none in between

@@ -214,15 +214,6 @@ def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
     assert "CIFAR-10" in (out / "summary.md").read_text()
 
 
-def test_shrink_perturb_formula():
-    torch.manual_seed(0)
-    a, b = warm_start.build_model(4, 3, 8), warm_start.build_model(4, 3, 8)
-    before = [p.detach().clone() for p in a.parameters()]
-    warm_start.shrink_perturb(a, b)
-    for p, p0, q in zip(a.parameters(), before, b.parameters()):
-        assert torch.allclose(p, 0.4 * p0 + 0.1 * q)
-
-
 # --------------------------------------------------------------------------------------------
 # Bad input: one line, exit code 2, no traceback
 # --------------------------------------------------------------------------------------------

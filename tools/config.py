@@ -18,14 +18,15 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def load_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def load_config(name: str, overrides: Sequence[str] = (), hydra: bool = False) -> DictConfig:
+    """The composed config; ``hydra=True`` keeps Hydra's own node (``cfg.hydra``) and accepts its overrides."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_module(config_module="plastic_rl.configs", version_base="1.3"):
-            return compose(config_name=name, overrides=list(overrides))
+            return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         fail(message.split(" Config search path")[0])  # Hydra appends its search path: noise here

@@ -1,0 +1,188 @@
+"""SB3 callbacks for long runs: checkpoints and evaluations on a global step schedule, atomic writes.
+
+SB3's ``CheckpointCallback`` and ``EvalCallback`` count their own calls, which restart at 0 with every
+``learn()``: after a resume their schedule is shifted by wherever the run stopped. These fire when
+``num_timesteps`` reaches the next global multiple of their frequency, so a resumed run checkpoints and
+evaluates at the steps an uninterrupted one does. With ``n_envs`` envs the counter moves ``n_envs`` at a
+time: an event fires at the first step at or after its multiple.
+
+Files are written to a temporary name (``.tmp_<name>``) and renamed, so a kill never leaves a
+half-written file under a real name; readers skip the temporary names.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import sync_envs_normalization
+
+from plastic_rl.agents import state as training_state
+from plastic_rl.checkpoints import TEMPORARY_PREFIX
+
+# Testing hook, read only in ``atomic_write``: with this set to a file name (``step_0000000512.zip``,
+# ``final_model.zip``), the process SIGKILLs itself halfway through writing that file, leaving a torn
+# temporary file, as a kill or power cut at that moment would.
+KILL_DURING_SAVE = "PLASTIC_RL_TEST_KILL_DURING_SAVE"
+EVAL_COLUMNS = ("step", "mean_return", "std_return", "episodes")
+
+
+def next_multiple(step: int, freq: int) -> int:
+    """The first multiple of ``freq`` after ``step``."""
+    return (step // freq + 1) * freq
+
+
+def temporary(path: Path) -> Path:
+    """The temporary name ``path`` is written under (same folder and suffix: SB3 keeps a ``.zip`` name as is)."""
+    return path.with_name(TEMPORARY_PREFIX + path.name)
+
+
+def atomic_write(*files: tuple[Path, Callable[[Path], Any]]) -> None:
+    """``write(tmp)`` for every (path, write), then rename each ``tmp`` to its path, the last one last: a
+    kill while writing leaves only temporary files, and the last file marks the set complete."""
+    for path, write in files:
+        tmp = temporary(path)
+        write(tmp)
+        if os.environ.get(KILL_DURING_SAVE) == path.name:
+            with open(tmp, "r+b") as f:
+                f.truncate(tmp.stat().st_size // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    for path, _ in files:
+        os.replace(temporary(path), path)
+
+
+def atomic_save(model: Any, path: Path, replay_buffer: bool = False, state: dict | None = None) -> None:
+    """Save ``model`` to ``path`` atomically, with its replay buffer (``<stem>_replay_buffer.pkl``) and
+    resume state (``<stem>_state.pkl``, see ``agents.state``) beside it; the zip is renamed last."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = []
+    if replay_buffer and getattr(model, "replay_buffer", None) is not None:
+        files.append((path.with_name(path.stem + "_replay_buffer.pkl"), model.save_replay_buffer))
+    if state is not None:
+        files.append((training_state.state_path(path), lambda tmp: training_state.save(state, tmp)))
+    atomic_write(*files, (path, model.save))
+
+
+def remove_temporary(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed write left in ``folder``; returns them."""
+    stale = sorted(folder.glob(TEMPORARY_PREFIX + "*")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+class CheckpointCallback(BaseCallback):
+    """Saves ``<save_path>/<name_prefix>_<step>.zip`` when ``num_timesteps`` reaches the next multiple of
+    ``save_freq``: SB3's ``CheckpointCallback`` on a global schedule, written with ``atomic_save``.
+
+    It saves only between a ``train()`` and the next rollout (at rollout start), where the agent's state is
+    consistent, so PPO checkpoints at the first rollout boundary at or after each multiple.
+    ``save_state``: a callable returning the resume state to store beside each zip (``agents.state.capture``).
+    """
+
+    def __init__(self, save_freq: int, save_path: str | Path, name_prefix: str = "step", save_replay_buffer: bool = False,
+                 save_state: Callable[[], dict] | None = None, verbose: int = 0):  # fmt: skip
+        super().__init__(verbose)
+        if not (isinstance(save_freq, int) and save_freq >= 0):
+            raise ValueError(f"save_freq={save_freq!r} must be an int >= 0 (0: never)")
+        self.save_freq = save_freq
+        self.save_path = Path(save_path)
+        self.name_prefix = name_prefix
+        self.save_replay_buffer = save_replay_buffer
+        self.save_state = save_state
+        self._next: int | None = None
+
+    def _on_training_start(self) -> None:
+        self._next = next_multiple(self.model.num_timesteps, self.save_freq) if self.save_freq else None
+
+    def _on_rollout_start(self) -> None:
+        step = self.model.num_timesteps
+        if self._next is None or step < self._next:
+            return
+        self._next = next_multiple(step, self.save_freq)
+        path = self.save_path / f"{self.name_prefix}_{step:010d}.zip"
+        atomic_save(self.model, path, self.save_replay_buffer, self.save_state() if self.save_state else None)
+        if self.verbose >= 1:
+            print(f"Saving model checkpoint to {path}")
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class EvalCallback(BaseCallback):
+    """Evaluates the agent when ``num_timesteps`` reaches the next multiple of ``eval_freq``.
+
+    SB3's evaluation on a global schedule: ``evaluate_policy`` on ``eval_env``, ``eval/mean_reward`` and
+    ``eval/mean_ep_length`` in the logger, dumped at the evaluation's step. ``csv_path`` gets a row per
+    evaluation: step, mean_return, std_return (``np.std`` of the episode returns), episodes.
+    """
+
+    def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 10, csv_path: str | Path | None = None,
+                 deterministic: bool = True, warn: bool = True, verbose: int = 0):  # fmt: skip
+        super().__init__(verbose)
+        if not (isinstance(eval_freq, int) and eval_freq >= 0):
+            raise ValueError(f"eval_freq={eval_freq!r} must be an int >= 0 (0: never)")
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self.csv_path = None if csv_path is None else Path(csv_path)
+        self.deterministic = deterministic
+        self.warn = warn
+        self.last_mean_reward = self.last_std_reward = -np.inf
+        self.best_mean_reward = -np.inf
+        self._next: int | None = None
+
+    def _on_training_start(self) -> None:
+        self._next = next_multiple(self.model.num_timesteps, self.eval_freq) if self.eval_freq else None
+
+    def _on_step(self) -> bool:
+        if self._next is not None and self.num_timesteps >= self._next:
+            self._next = next_multiple(self.num_timesteps, self.eval_freq)
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> None:
+        if self.model.get_vec_normalize_env() is not None:
+            sync_envs_normalization(self.training_env, self.eval_env)
+        returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
+                                           deterministic=self.deterministic, return_episode_rewards=True, warn=self.warn)
+        self.last_mean_reward, self.last_std_reward = float(np.mean(returns)), float(np.std(returns))
+        self.best_mean_reward = max(self.best_mean_reward, self.last_mean_reward)
+        if self.verbose >= 1:
+            print(f"Eval num_timesteps={self.num_timesteps}, episode_reward={self.last_mean_reward:.2f} "
+                  f"+/- {self.last_std_reward:.2f}")  # fmt: skip
+        self.logger.record("eval/mean_reward", self.last_mean_reward)
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(self.num_timesteps)
+        if self.csv_path is not None:
+            row = {"step": self.num_timesteps, "mean_return": self.last_mean_reward, "std_return": self.last_std_reward,
+                   "episodes": len(returns)}  # fmt: skip
+            write_evaluations(self.csv_path, [*read_evaluations(self.csv_path), row])
+
+
+def read_evaluations(path: Path) -> list[dict[str, str]]:
+    """The rows of an ``evaluations.csv`` (none if it does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_evaluations(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write all rows atomically (the file is small; a kill never leaves half a row)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=EVAL_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write((path, write))
