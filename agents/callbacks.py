@@ -30,7 +30,8 @@ from plastic_rl.checkpoints import TEMPORARY_PREFIX
 # ``final_model.zip``), the process SIGKILLs itself halfway through writing that file, leaving a torn
 # temporary file, as a kill or power cut at that moment would.
 KILL_DURING_SAVE = "PLASTIC_RL_TEST_KILL_DURING_SAVE"
-EVAL_COLUMNS = ("step", "mean_return", "std_return", "episodes")
+EVAL_COLUMNS = ("step", "task", "trained_on", "mean_return", "std_return", "episodes")
+EVAL_TASKS = ("current", "seen")
 
 
 def next_multiple(step: int, freq: int) -> int:
@@ -115,25 +116,42 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
+def task_sequence(env: Any) -> Any:
+    """The ``TaskSequence`` under ``env``'s wrappers, or None (anything with ``task_index`` and ``set_task``)."""
+    inner = getattr(env, "unwrapped", env)
+    return inner if hasattr(inner, "task_index") and hasattr(inner, "set_task") else None
+
+
 class EvalCallback(BaseCallback):
     """Evaluates the agent when ``num_timesteps`` reaches the next multiple of ``eval_freq``.
 
     SB3's evaluation on a global schedule: ``evaluate_policy`` on ``eval_env``, ``eval/mean_reward`` and
     ``eval/mean_ep_length`` in the logger, dumped at the evaluation's step. ``csv_path`` gets a row per
-    evaluation: step, mean_return, std_return (``np.std`` of the episode returns), episodes.
+    evaluation: step, task, trained_on, mean_return, std_return (``np.std`` of the episode returns),
+    episodes.
+
+    On a ``TaskSequence`` (training and evaluation envs both), the evaluation env is put on the task the
+    agent is training on before every evaluation (``set_task``), so ``eval/mean_reward`` is always the
+    current task's; ``eval_tasks="seen"`` also evaluates every task trained on before (forgetting), one
+    row each, logged as ``eval/task_<k>/mean_reward``. ``task`` is the evaluated task, ``trained_on`` the
+    training env's task at that step; both are empty for other envs. Give the evaluation env
+    ``switch_every=0`` so that it never switches by itself during an evaluation.
     """
 
     def __init__(self, eval_env: Any, eval_freq: int, n_eval_episodes: int = 10, csv_path: str | Path | None = None,
-                 deterministic: bool = True, warn: bool = True, verbose: int = 0):  # fmt: skip
+                 deterministic: bool = True, warn: bool = True, eval_tasks: str = "current", verbose: int = 0):  # fmt: skip
         super().__init__(verbose)
         if not (isinstance(eval_freq, int) and eval_freq >= 0):
             raise ValueError(f"eval_freq={eval_freq!r} must be an int >= 0 (0: never)")
+        if eval_tasks not in EVAL_TASKS:
+            raise ValueError(f"eval_tasks={eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
         self.eval_env = eval_env
         self.eval_freq = eval_freq
         self.n_eval_episodes = n_eval_episodes
         self.csv_path = None if csv_path is None else Path(csv_path)
         self.deterministic = deterministic
         self.warn = warn
+        self.eval_tasks = eval_tasks
         self.last_mean_reward = self.last_std_reward = -np.inf
         self.best_mean_reward = -np.inf
         self._next: int | None = None
@@ -147,24 +165,51 @@ class EvalCallback(BaseCallback):
             self.evaluate()
         return True
 
+    def _tasks(self) -> tuple[Any, list[int | None], int | None]:
+        """(the evaluation TaskSequence or None, the tasks to evaluate, the training task)."""
+        train, evaluation = task_sequence(self.training_env), task_sequence(self.eval_env)
+        if train is None or evaluation is None:
+            return None, [None], None
+        current = train.task_index
+        if self.eval_tasks == "current":
+            return evaluation, [current], current
+        first = getattr(train, "first_task", 0)
+        seen = [(first + k) % len(train.tasks) for k in range(len(train.switches) + 1)]
+        return evaluation, [current, *[t for t in dict.fromkeys(seen) if t != current]], current
+
     def evaluate(self) -> None:
         if self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(self.training_env, self.eval_env)
-        returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
-                                           deterministic=self.deterministic, return_episode_rewards=True, warn=self.warn)
-        self.last_mean_reward, self.last_std_reward = float(np.mean(returns)), float(np.std(returns))
+        evaluation, tasks, current = self._tasks()
+        rows = []
+        for task in tasks:
+            if task is not None and evaluation.task_index != task:
+                evaluation.set_task(task)
+            returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
+                                               deterministic=self.deterministic, return_episode_rewards=True, warn=self.warn)  # fmt: skip
+            mean, std = float(np.mean(returns)), float(np.std(returns))
+            if task == current:
+                self.last_mean_reward, self.last_std_reward = mean, std
+                self.logger.record("eval/mean_reward", mean)
+                self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+            if len(tasks) > 1:
+                self.logger.record(f"eval/task_{task}/mean_reward", mean)
+            rows.append({"step": self.num_timesteps, "task": "" if task is None else task,
+                         "trained_on": "" if current is None else current, "mean_return": mean, "std_return": std,
+                         "episodes": len(returns)})  # fmt: skip
         self.best_mean_reward = max(self.best_mean_reward, self.last_mean_reward)
         if self.verbose >= 1:
             print(f"Eval num_timesteps={self.num_timesteps}, episode_reward={self.last_mean_reward:.2f} "
                   f"+/- {self.last_std_reward:.2f}")  # fmt: skip
-        self.logger.record("eval/mean_reward", self.last_mean_reward)
-        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
         if self.csv_path is not None:
-            row = {"step": self.num_timesteps, "mean_return": self.last_mean_reward, "std_return": self.last_std_reward,
-                   "episodes": len(returns)}  # fmt: skip
-            write_evaluations(self.csv_path, [*read_evaluations(self.csv_path), row])
+            write_evaluations(self.csv_path, [*read_evaluations(self.csv_path), *rows])
+
+
+def current_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of an ``evaluations.csv`` on the task being trained (all rows for a stationary env)."""
+    return [row for row in rows if row.get("task", "") == row.get("trained_on", "")]
 
 
 def read_evaluations(path: Path) -> list[dict[str, str]]:

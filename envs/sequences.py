@@ -56,12 +56,13 @@ def permuted_cartpole(
     switch_every: int = 50_000,
     perm_seed: int = 0,
     rewarm_on_switch: bool = True,
+    first_task: int = 0,
     **env_kwargs: Any,
 ) -> TaskSequence:
     """A ``TaskSequence`` of ``permuted_tasks(env_id, n_tasks, perm_seed)`` (CartPole by default; any Box
     observation env works)."""
     specs = permuted_tasks(env_id, n_tasks, perm_seed, **env_kwargs)
-    return TaskSequence(specs, switch_every, n_envs=n_envs, seed=seed, rewarm_on_switch=rewarm_on_switch)
+    return TaskSequence(specs, switch_every, n_envs=n_envs, seed=seed, rewarm_on_switch=rewarm_on_switch, first_task=first_task)
 
 
 def cartpole_physics(
@@ -71,9 +72,11 @@ def cartpole_physics(
     variants: Sequence[Mapping[str, float]] = DEFAULT_PHYSICS,
     switch_every: int = 50_000,
     rewarm_on_switch: bool = True,
+    first_task: int = 0,
 ) -> TaskSequence:
     """A ``TaskSequence`` of CartPole physics variants (``physics_tasks``)."""
-    return TaskSequence(physics_tasks(variants, env_id), switch_every, n_envs=n_envs, seed=seed, rewarm_on_switch=rewarm_on_switch)
+    return TaskSequence(physics_tasks(variants, env_id), switch_every, n_envs=n_envs, seed=seed,
+                        rewarm_on_switch=rewarm_on_switch, first_task=first_task)  # fmt: skip
 
 
 def atari_sequence(
@@ -84,8 +87,9 @@ def atari_sequence(
     train: bool = True,
     full_action_space: bool = True,
     rewarm_on_switch: bool = True,
+    first_task: int = 0,
     **envpool_kwargs: Any,
 ) -> TaskSequence:
     """A ``TaskSequence`` of envpool Atari games (``atari_tasks``), e.g. ``atari_sequence("Pong,Breakout")``."""
     specs = atari_tasks(games, train=train, full_action_space=full_action_space, **envpool_kwargs)
-    return TaskSequence(specs, switch_every, n_envs=n_envs, seed=seed, rewarm_on_switch=rewarm_on_switch)
+    return TaskSequence(specs, switch_every, n_envs=n_envs, seed=seed, rewarm_on_switch=rewarm_on_switch, first_task=first_task)

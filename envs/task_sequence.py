@@ -94,11 +94,14 @@ class TaskSequence(VecEnv):
 
     :param specs: task specs (``build_task``): env ids, mappings, or callables ``(n_envs, seed) -> VecEnv``.
         All tasks are built up front; their observation and action spaces must be identical.
-    :param switch_every: env steps per task (>= ``n_envs``).
+    :param switch_every: env steps per task (>= ``n_envs``); 0: never switches by itself, only through
+        ``set_task`` (an evaluation env that follows the training env's task).
     :param n_envs: envs per task.
     :param seed: task ``k`` is seeded ``seed + k * 10_000``.
     :param rewarm_on_switch: read by ``RewarmOnSwitch`` (when not told otherwise): re-warm the agent at switches.
     :param backend: default backend of the tasks given as ids.
+    :param first_task: the task it starts on (the schedule then goes on from there, cycling); e.g. an
+        agent trained on task k alone, from scratch, as the reference of a continual benchmark.
     """
 
     def __init__(
@@ -109,13 +112,20 @@ class TaskSequence(VecEnv):
         seed: int = 0,
         rewarm_on_switch: bool = True,
         backend: str = "auto",
+        first_task: int = 0,
     ):
         if isinstance(specs, (str, Mapping)) or len(specs) < 1:
             raise ValueError("specs must be a non-empty list of task specs")
         if int(n_envs) < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        if int(switch_every) < int(n_envs):
-            raise ValueError(f"switch_every counts env steps (n_envs={n_envs} per VecEnv step): it must be >= n_envs, got {switch_every}")
+        if int(switch_every) != 0 and int(switch_every) < int(n_envs):
+            raise ValueError(
+                f"switch_every counts env steps (n_envs={n_envs} per VecEnv step): it must be >= n_envs (or 0: only "
+                f"set_task switches), got {switch_every}"
+            )
+        if not 0 <= int(first_task) < len(specs):
+            raise ValueError(f"first_task must be in [0, {len(specs) - 1}], got {first_task}")
+        self.first_task = int(first_task)
         self.switch_every = int(switch_every)
         self.rewarm_on_switch = bool(rewarm_on_switch)
         self._seed = int(seed)
@@ -134,7 +144,7 @@ class TaskSequence(VecEnv):
             for venv in self.tasks:
                 venv.close()
             raise
-        self.task_index = 0
+        self.task_index = self.first_task
         self.switches: list[int] = []
         self.num_timesteps = 0
         super().__init__(int(n_envs), self.tasks[0].observation_space, self.tasks[0].action_space)
@@ -166,9 +176,9 @@ class TaskSequence(VecEnv):
         if int(num_timesteps) < 0:
             raise ValueError(f"num_timesteps must be >= 0, got {num_timesteps}")
         self.num_timesteps = int(num_timesteps)
-        done_switches = self.num_timesteps // self.switch_every
+        done_switches = self.num_timesteps // self.switch_every if self.switch_every else 0
         self.switches = [k * self.switch_every for k in range(1, done_switches + 1)]
-        self.task_index = done_switches % len(self.tasks)
+        self.task_index = (self.first_task + done_switches) % len(self.tasks)
         return self.reset()
 
     def set_task(self, index: int) -> VecEnvObs:
@@ -185,7 +195,7 @@ class TaskSequence(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.task.step_wait()
         self.num_timesteps += self.num_envs
-        if self.num_timesteps >= (len(self.switches) + 1) * self.switch_every:
+        if self.switch_every and self.num_timesteps >= (len(self.switches) + 1) * self.switch_every:
             new = (self.task_index + 1) % len(self.tasks)
             for i in range(self.num_envs):
                 if not dones[i]:

@@ -58,6 +58,10 @@ def check(cfg: DictConfig) -> None:
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(f"{key}={value!r} must be an integer >= 0 (0 turns it off)")
+    from plastic_rl.agents.callbacks import EVAL_TASKS
+
+    if cfg.eval_tasks not in EVAL_TASKS:
+        fail(f"eval_tasks={cfg.eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
 
 
 def plain(value: Any) -> Any:
@@ -280,7 +284,8 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
     callbacks = [CheckpointCallback(cfg.checkpoint_freq, run_dir / "checkpoints", save_replay_buffer=replay_buffer,
                                     save_state=capture)]  # fmt: skip
     if cfg.eval_freq and eval_env is not None:
-        callbacks.append(EvalCallback(eval_env, cfg.eval_freq, cfg.eval_episodes, csv_path=run_dir / EVALUATIONS))
+        callbacks.append(EvalCallback(eval_env, cfg.eval_freq, cfg.eval_episodes, csv_path=run_dir / EVALUATIONS,
+                                      eval_tasks=cfg.eval_tasks))  # fmt: skip
     rewarm, intervene = bool(cfg.env.get("rewarm_on_switch")), bool(cfg.env.get("intervene_on_switch"))
     if rewarm or intervene:
         from plastic_rl.envs import OnTaskSwitch
@@ -393,11 +398,11 @@ def duration(seconds: float) -> str:
 
 def report(run_dir: Path, step: int, wall: float) -> None:
     """Where everything is, and how the agent did: its last evaluation, and the wall time."""
-    from plastic_rl.agents.callbacks import read_evaluations
+    from plastic_rl.agents.callbacks import current_rows, read_evaluations
 
     print(f"outputs in {run_dir}: config .hydra/config.yaml, TensorBoard tb/, checkpoints checkpoints/, "
           f"evaluations {EVALUATIONS}, final model {FINAL} (step {step:,})")  # fmt: skip
-    rows = read_evaluations(run_dir / EVALUATIONS)
+    rows = current_rows(read_evaluations(run_dir / EVALUATIONS))
     if rows:
         last = rows[-1]
         print(f"final evaluation: {float(last['mean_return']):.1f} +- {float(last['std_return']):.1f} at step "
