@@ -167,6 +167,9 @@ class PlasticMixin:
             self._record(key, value, console=key.count("/") == 1)  # per-layer counts: machine formats only
         metrics = self.plasticity.metrics()
         self._record("lr_factor", metrics.pop("lr_factor"))
+        alarms = self.plasticity.alarms()
+        if alarms is not None:  # cumulative: a report finds each alarm's step where the count rises
+            self._record("cusum_alarms", alarms)
         for key, value in self.plasticity.network_elr().items():
             self._record(key, value)
         for key, value in metrics.items():

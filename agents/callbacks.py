@@ -155,26 +155,36 @@ class EvalCallback(BaseCallback):
         self.last_mean_reward = self.last_std_reward = -np.inf
         self.best_mean_reward = -np.inf
         self._next: int | None = None
+        self._trained_task: int | None = None
 
     def _on_training_start(self) -> None:
         self._next = next_multiple(self.model.num_timesteps, self.eval_freq) if self.eval_freq else None
+        train = task_sequence(self.training_env)
+        self._trained_task = None if train is None else train.task_index
 
     def _on_step(self) -> bool:
         if self._next is not None and self.num_timesteps >= self._next:
             self._next = next_multiple(self.num_timesteps, self.eval_freq)
             self.evaluate()
+        train = task_sequence(self.training_env)
+        self._trained_task = None if train is None else train.task_index
         return True
 
     def _tasks(self) -> tuple[Any, list[int | None], int | None]:
-        """(the evaluation TaskSequence or None, the tasks to evaluate, the training task)."""
+        """(the evaluation TaskSequence or None, the tasks to evaluate, the training task).
+
+        The training task is the one the agent's data came from: on the very step a switch happens,
+        the agent has not seen the new task yet, so that evaluation is the old task's last.
+        """
         train, evaluation = task_sequence(self.training_env), task_sequence(self.eval_env)
         if train is None or evaluation is None:
             return None, [None], None
-        current = train.task_index
+        switched = any("task_switch" in info for info in (self.locals.get("infos") or ()))
+        current = self._trained_task if switched and self._trained_task is not None else train.task_index
         if self.eval_tasks == "current":
             return evaluation, [current], current
         first = getattr(train, "first_task", 0)
-        seen = [(first + k) % len(train.tasks) for k in range(len(train.switches) + 1)]
+        seen = [(first + k) % len(train.tasks) for k in range(len(train.switches) + 1 - switched)]
         return evaluation, [current, *[t for t in dict.fromkeys(seen) if t != current]], current
 
     def evaluate(self) -> None:

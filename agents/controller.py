@@ -128,6 +128,11 @@ class PlasticityController:
         for elr in self.elrs.values():
             elr.rewarm()
 
+    def alarms(self) -> int | None:
+        """How many times the CUSUM detector re-warmed (None without a CUSUM schedule)."""
+        schedule = self.elrs[self.primary].schedule
+        return len(schedule.alarms) if hasattr(schedule, "alarms") else None
+
     @property
     def lr_factor(self) -> float:
         return self.elrs[self.primary].lr_factor

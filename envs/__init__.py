@@ -13,6 +13,7 @@ Details and measured envpool facts: docs/envs.md.
 from plastic_rl.envs.callbacks import OnTaskSwitch, RewarmOnSwitch
 from plastic_rl.envs.envpool_vec_env import EnvPoolVecEnv
 from plastic_rl.envs.factory import ATARI_EVAL, ATARI_TRAIN, make_vec_env
+from plastic_rl.envs.minatar import MinAtarObservation, minatar, minatar_sequence
 from plastic_rl.envs.presets import CLASSIC_CONTROL, atari, atari_id, classic_control, mujoco, mujoco_ids
 from plastic_rl.envs.registry import BACKENDS, close_matches, resolve_backend
 from plastic_rl.envs.sequences import atari_sequence, atari_tasks, cartpole_physics, permuted_cartpole, permuted_tasks, physics_tasks
@@ -35,6 +36,9 @@ __all__ = [
     "permuted_cartpole",
     "cartpole_physics",
     "atari_sequence",
+    "minatar",
+    "minatar_sequence",
+    "MinAtarObservation",
     "OnTaskSwitch",
     "RewarmOnSwitch",
     "PermuteObservation",

@@ -77,7 +77,9 @@ def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") ->
 
 
 def spec_id(spec: TaskSpec) -> str | None:
-    """The env id a task spec makes (None for a callable: only its VecEnv knows)."""
+    """The env id a task spec makes (a callable's ``env_id`` attribute, if it has one)."""
+    if callable(spec):
+        return getattr(spec, "env_id", None)
     if isinstance(spec, str):
         return spec
     if isinstance(spec, Mapping) and isinstance(spec.get("id"), str):

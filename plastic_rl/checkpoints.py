@@ -476,6 +476,9 @@ class UnknownEnv(ValueError):
 def make_env(env_id: str, where: Path):
     import gymnasium as gym
 
+    if env_id.startswith("plastic_rl/"):  # ids plastic_rl.envs registers (MinAtar as the agents trained on it)
+        import plastic_rl.envs  # noqa: F401
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

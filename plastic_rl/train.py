@@ -43,9 +43,30 @@ def linear(value: Any) -> Any:
     return value
 
 
+CLASS_KEYS = ("features_extractor_class", "activation_fn", "optimizer_class", "replay_buffer_class")
+
+
+def resolve_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Dotted class paths in YAML (``features_extractor_class: plastic_rl.agents.extractors.MinAtarCNN``)
+    become the classes SB3 wants, as rl-zoo3 does for ``activation_fn: nn.ReLU``."""
+    from hydra.utils import get_class
+
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, dict):
+            value = resolve_classes(value)
+        elif key in CLASS_KEYS and isinstance(value, str):
+            try:
+                value = get_class(value)
+            except Exception as exc:  # an unknown path: one line naming the key and the value
+                fail(f"agent.kwargs: {key}={value!r} is not an importable class ({type(exc).__name__})")
+        out[key] = value
+    return out
+
+
 def agent_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg.agent.kwargs, resolve=True) or {}
-    return {key: linear(value) for key, value in kwargs.items()}
+    return resolve_classes({key: linear(value) for key, value in kwargs.items()})
 
 
 def check(cfg: DictConfig) -> None:
@@ -141,6 +162,10 @@ def keep_config(cfg: DictConfig, saved: DictConfig, overrides: list[str], run_di
 def plan(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Plan:
     """Accept the run (a Plan) or refuse it (one line, exit 2); writes nothing."""
     check(cfg)
+    if cfg.resume == "auto":  # a sweep that may have been interrupted: continue what exists, start the rest
+        if not (has_results(run_dir) or saved_config(run_dir) is not None):
+            return Plan(cfg, run_dir)
+        return continue_run(cfg, run_dir, overrides)
     if cfg.resume is False or cfg.resume is None:
         refuse_results(run_dir)
         return Plan(cfg, run_dir)

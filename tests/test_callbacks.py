@@ -32,18 +32,21 @@ def test_the_evaluation_env_is_on_the_training_task_at_every_evaluation(tmp_path
     assert steps == list(range(32, 5 * SWITCH + 1, 32))
     for row in rows:
         step = int(row["step"])
-        assert int(row["trained_on"]) == (step // SWITCH) % 3  # the training env's task at that step
+        # the task the agent's data came from: on a switch step (a multiple of SWITCH) still the old one
+        assert int(row["trained_on"]) == ((step - 1) // SWITCH) % 3
     current = current_rows(rows)
     assert [int(r["step"]) for r in current] == steps  # one row per evaluation on the task being trained
     # every task trained on so far, once each, the current one first
     for step in steps:
         tasks = [int(r["task"]) for r in rows if int(r["step"]) == step]
-        assert tasks[0] == (step // SWITCH) % 3 and sorted(tasks) == list(range(min(step // SWITCH, 2) + 1))
-    # the first evaluation of each step ran on the training task
+        trained = (step - 1) // SWITCH
+        assert tasks[0] == trained % 3 and sorted(tasks) == list(range(min(trained, 2) + 1))
+    # the first evaluation of each step ran on the task trained on, never on another
     firsts = {}
     for step, trained, evaluated in seen:
         firsts.setdefault(step, (trained, evaluated))
-    assert all(trained == evaluated for trained, evaluated in firsts.values())
+    assert all(evaluated == ((step - 1) // SWITCH) % 3 for step, (_, evaluated) in firsts.items())
+    assert any(trained != evaluated for trained, evaluated in firsts.values())  # switch steps: the old task, on purpose
 
 
 def test_eval_tasks_is_checked():

@@ -1,0 +1,97 @@
+"""The continual-RL benchmark end to end with tiny budgets, and sweeps through Hydra's submitit launcher."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plastic_rl import report
+from plastic_rl.agents import PlasticDQN
+from plastic_rl.tools import continual
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+TINY = ["--seeds", "0", "--eval-episodes", "1", "--jobs", "2", "--reps", "50"]
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_permuted_cartpole_end_to_end_and_resumable(tmp_path):
+    out = tmp_path / "pc"
+    args = ["--tasks", "2", "--steps-per-task", "512", "--eval-freq", "256", "--arms", "fresh,none,nap,elr", "--out", str(out), *TINY]
+    result = continual.main(args)
+    runs = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir())
+    assert runs == ["elr_seed0", "fresh_task0_seed0", "fresh_task1_seed0", "nap_seed0", "none_seed0"]
+    # the fresh runs trained one task each, from scratch; the others both tasks in turn
+    assert {r["trained_on"] for r in rows(out / "runs" / "fresh_task1_seed0" / "evaluations.csv")} == {"1"}
+    # evaluations at 256, 512 (the switch step: still task 0's last), 768, 1024
+    assert [int(r["trained_on"]) for r in rows(out / "runs" / "elr_seed0" / "evaluations.csv")] == [0, 0, 1, 1]
+    assert result["tasks"] == [0, 1] and set(result["iqm"]["auc"]) == {"none", "nap", "elr"}
+    summary = (out / "report" / "summary.md").read_text()
+    assert "Plasticity gap" in summary and "Best ELR arm `elr` against the best constant-lr `none` arm `none`" in summary
+    assert "the best constant-lr `nap` (the same network) arm `nap`" in summary
+    # run again (launched in-process this time): every run is complete, nothing is trained again
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("final_model.zip")}
+    continual.main([*args, "--launcher", "basic"])
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("final_model.zip")} == before
+    assert "is complete" in (out / "logs" / "elr.log").read_text()
+
+
+@pytest.mark.parametrize("suite, extra", [
+    ("minatar-sequence", ["--games", "Breakout,SpaceInvaders", "--tasks", "2", "--arms", "fresh,none,reset"]),
+    ("minatar", ["--games", "Breakout,Freeway", "--arms", "none,redo"]),
+])  # fmt: skip
+def test_minatar_suites_end_to_end(tmp_path, suite, extra):
+    out = tmp_path / suite
+    hydra = ["--hydra", "agent.kwargs.learning_starts=100", "agent.kwargs.buffer_size=1000", "diagnostics_freq=50"]
+    result = continual.main(["--suite", suite, "--steps-per-task", "300", "--eval-freq", "150", "--out", str(out), *extra, *TINY,
+                             "--launcher", "basic", *hydra])  # fmt: skip
+    assert (out / "report" / "report.md").is_file() and result["iqm"]["auc"]
+    model = PlasticDQN.load(next((out / "runs").glob("none_*seed0")) / "final_model.zip")
+    assert model.observation_space.shape[1:] == (10, 10) and model.env_id.startswith("plastic_rl/MinAtar-")
+    if suite == "minatar":
+        assert result["tasks"] == ["Breakout", "Freeway"]  # the games are the tasks
+    else:
+        reset = PlasticDQN.load(out / "runs" / "reset_seed0" / "final_model.zip")
+        # at each switch the sequence announced: 300, and 600 (the last step wraps around to the first game)
+        assert reset.plasticity.interventions == 2
+
+
+def test_atari_sequence_composes_and_runs_a_few_steps(tmp_path):
+    out = tmp_path / "atari"
+    hydra = ["--hydra", "agent.kwargs.learning_starts=64", "agent.kwargs.buffer_size=500", "n_envs=2",
+             "+env.eval_kwargs.max_episode_steps=100"]  # short evaluation games
+    result = continual.main(["--suite", "atari-sequence", "--games", "Pong,Breakout", "--tasks", "2", "--steps-per-task", "128",
+                             "--eval-freq", "128", "--arms", "none", "--launcher", "basic", "--out", str(out), *TINY, *hydra])  # fmt: skip
+    assert result["tasks"] == [0, 1]
+
+
+def test_bad_arguments_are_one_line(capsys):
+    for args, words in ((["--arms", "nope"], "--arms: ['nope'] unknown"), (["--tasks", "1"], "a sequence needs at least 2 tasks"),
+                        (["--replay-ratio", "2"], "--replay-ratio=2.0 must be in (0, 1]")):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            continual.main(args)
+        assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_sweep_through_submitit_local_and_its_report(tmp_path):
+    """Hydra's submitit launcher (the code path of submitit_slurm), local executor: real subprocess jobs."""
+    sweep = tmp_path / "sweep"
+    out = subprocess.run(
+        [sys.executable, "-m", "plastic_rl.train", "-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
+         "hydra.sweep.subdir=${run_name}", "seed=0,1", "total_timesteps=512", "eval_freq=256", "eval_episodes=1",
+         "checkpoint_freq=0", "progress_bar=false", "hydra.launcher.timeout_min=10"],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(p.name for p in sweep.glob("*_seed*")) == ["ppo_CartPole_elr_seed0", "ppo_CartPole_elr_seed1"]
+    assert list(sweep.glob(".submitit/*/*_result.pkl")) or list(sweep.rglob("*_result.pkl"))  # submitit ran the jobs
+    result = report.report([sweep], tmp_path / "report", by=["plasticity.preset"], reps=50, scalars=False, log=lambda *_: None)
+    assert result["groups"] == ["elr"] and result["scores"]["final"]["elr"].shape == (2, 1)

@@ -1,0 +1,294 @@
+"""Continual RL: does raising the effective learning rate keep agents learning? Arms x seeds, measured.
+
+    python -m plastic_rl.tools.continual [--suite permuted-cartpole] [--seeds 0-4] [--arms all] [--out runs/continual]
+    python -m plastic_rl.tools.continual --suite minatar-sequence --steps-per-task 200000 --jobs 8   # a bigger machine
+    python -m plastic_rl.tools.continual --suite permuted-cartpole --launcher submitit_slurm \\
+        --hydra hydra.launcher.partition=gpu hydra.launcher.timeout_min=240                            # a cluster
+
+Every run is a ``plastic_rl.train`` run, launched arm by arm as a Hydra multirun over the seeds (Hydra's
+joblib launcher locally, ``--launcher submitit_local|submitit_slurm|ray`` elsewhere: nothing home-made
+schedules jobs). Runs use ``resume=auto``, so re-running the same command after an interruption
+continues the killed runs from their checkpoints and skips the finished ones. The numbers come from
+``plastic_rl.report`` (IQM with stratified-bootstrap CIs and probability of improvement, ``rliable``).
+
+Suites (every budget is a flag):
+
+- ``permuted-cartpole``: PPO (rl-zoo3's CartPole settings at a constant lr 1e-3), ``--tasks`` tasks
+  of ``--steps-per-task`` env steps, each a new fixed permutation of the observation.
+- ``minatar-sequence``: DQN on MinAtar games in turn (full action set, channels padded), replay
+  ratio 1 (``--replay-ratio``), the paper's high-replay-ratio Atari setting at CPU size.
+- ``minatar``: DQN on single MinAtar games (``--games``) at replay ratio 1: no task switch; the games
+  are the "tasks" of the report and ``none`` is the reference.
+- ``atari-sequence``: DQN on envpool Atari games in turn: a documented command for a GPU machine.
+
+Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the plasticity reference),
+``none`` (SB3's agent, constant lr) and ``none-2x``/``none-4x`` (2x, 4x that lr), ``nap`` and
+``nap-2x``/``nap-4x``, ``elr`` (cyclic re-warm), ``elr-cusum`` (re-warm on a CUSUM alarm),
+``elr-on-switch`` (re-warm at each announced switch), ``redo`` (every 1000 optimizer steps),
+``shrink-perturb`` and ``reset`` (the output heads) at each announced switch (single games: every
+fifth of the run). The re-warm arms' cycle is a fixed number of optimizer steps, 1/2.3 of a task's,
+so cycles do not line up with the switches; ``elr-on-switch``, ``shrink-perturb`` and ``reset`` are
+told where the switches are, the others are not.
+
+Writes ``--out``/``runs/<arm>_seed<k>/`` (the training runs), ``--out``/``logs/`` (each multirun's
+output) and ``--out``/``report/`` (``report.md``, ``scores.csv``, ``iqm.csv``, ``summary.md`` with the
+claims below, PNG plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plastic_rl.tools._validate import parse_seeds
+
+CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x")
+ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch")
+INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
+ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
+LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
+
+
+@dataclass
+class Suite:
+    """What a suite trains: the base overrides of ``plastic_rl.train`` and its budget."""
+
+    name: str
+    overrides: list[str]
+    lr: float
+    tasks: int  # task switches + 1 (single games: the games, one run each)
+    steps_per_task: int
+    optimizer_steps_per_task: int
+    sequence: bool = True  # tasks in one run (a TaskSequence) or one run per task
+    task_values: list[str] = field(default_factory=list)  # single games: the env.id of each "task"
+
+    @property
+    def reference(self) -> str:
+        return "fresh" if self.sequence else "none"
+
+
+def make_suite(args: argparse.Namespace) -> Suite:
+    if args.suite == "permuted-cartpole":
+        steps = args.steps_per_task or 30_000
+        rollout = 32 * 8  # rl-zoo3's CartPole PPO: n_steps 32 x 8 envs, batch 256, 20 epochs
+        return Suite("permuted-cartpole", [
+            "env=NonStationary", "agent=ppo", f"env.kwargs.n_tasks={args.tasks}", f"env.kwargs.switch_every={steps}",
+            f"total_timesteps={args.tasks * steps}", f"eval_freq={args.eval_freq or 5_000}",
+            f"eval_episodes={args.eval_episodes}", f"checkpoint_freq={steps}", "diagnostics_freq=200",
+        ], lr=1e-3, tasks=args.tasks, steps_per_task=steps, optimizer_steps_per_task=steps // rollout * 20)  # fmt: skip
+    if args.suite in ("minatar-sequence", "minatar", "atari-sequence"):
+        steps = args.steps_per_task or (100_000 if args.suite != "atari-sequence" else 2_000_000)
+        train_freq = max(1, round(1 / args.replay_ratio))
+        common = [f"agent.kwargs.train_freq={train_freq}", f"eval_freq={args.eval_freq or steps // 10}",
+                  f"eval_episodes={args.eval_episodes}", f"checkpoint_freq={steps}", "diagnostics_freq=1000",
+                  f"agent.kwargs.exploration_fraction={min(1.0, 100_000 / (args.tasks * steps)):.4g}"]  # fmt: skip
+        opt_steps = steps // train_freq
+        if args.suite == "minatar":
+            games = [g.strip() for g in args.games.split(",") if g.strip()]
+            return Suite("minatar", ["env=MinAtar", "agent=dqn", f"total_timesteps={steps}", *common], lr=1e-4, tasks=len(games),
+                         steps_per_task=steps, optimizer_steps_per_task=opt_steps // 5, sequence=False, task_values=games)  # fmt: skip
+        if args.suite == "minatar-sequence":
+            games = ",".join([g.strip() for g in args.games.split(",") if g.strip()][: args.tasks])
+            n = len(games.split(","))
+            return Suite("minatar-sequence", ["env=MinAtarSequence", "agent=dqn", f"env.id='{games}'", f"env.kwargs.switch_every={steps}",
+                                              f"total_timesteps={n * steps}", *common],
+                         lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
+        games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"
+        n = len(games.split(","))
+        return Suite("atari-sequence", ["env=Atari", "agent=dqn", "env.factory=atari_sequence", f"env.id='{games}'",
+                                        f"+env.kwargs.switch_every={steps}", f"+env.eval_kwargs.switch_every=0",
+                                        f"total_timesteps={n * steps}", *common],
+                     lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
+    raise ValueError(f"suite {args.suite!r} is unknown")
+
+
+MINATAR_GAMES = "Breakout,SpaceInvaders,Freeway,Asterix,Seaquest"
+
+
+def arm_overrides(arm: str, suite: Suite) -> list[str]:
+    """The ``plastic_rl.train`` overrides of one arm (on top of the suite's)."""
+    period = max(10, round(suite.optimizer_steps_per_task / 2.3))
+    warmup = max(1, period // 10)
+    schedule = [f"plasticity.period={period}", f"plasticity.warmup={warmup}", f"plasticity.decay={period - warmup}"]
+    switch_rule = ["plasticity.every=0", "env.intervene_on_switch=true"] if suite.sequence else [
+        f"plasticity.every={suite.optimizer_steps_per_task}"]  # fmt: skip
+    base, _, multiple = arm.partition("-")
+    if arm in ("none", "nap", "none-2x", "none-4x", "nap-2x", "nap-4x"):
+        factor = {"": 1, "2x": 2, "4x": 4}[multiple]
+        return [f"plasticity={base}", f"agent.kwargs.learning_rate={suite.lr * factor:g}"]
+    lr = [f"agent.kwargs.learning_rate={suite.lr:g}"]
+    if arm == "fresh":
+        return ["plasticity=none", *lr]
+    if arm == "elr":
+        return ["plasticity=elr", *lr, *schedule]
+    if arm == "elr-cusum":
+        return ["plasticity=elr-cusum", *lr, *schedule]
+    if arm == "elr-on-switch":
+        if not suite.sequence:
+            raise ValueError("elr-on-switch needs task switches; the minatar suite has none")
+        return ["plasticity=elr", "plasticity.schedule=on-demand", "env.rewarm_on_switch=true", *lr, *schedule]
+    if arm == "redo":
+        return ["plasticity=redo", "plasticity.every=1000", *lr]
+    if arm in ("shrink-perturb", "reset"):
+        return [f"plasticity={arm}", *lr, *switch_rule]
+    raise ValueError(f"arm {arm!r} is unknown; accepted: {', '.join(ARMS)}")
+
+
+def jobs(suite: Suite, arm: str, seeds: list[int]) -> list[list[str]]:
+    """The multirun(s) of one arm: lists of overrides, each swept over the seeds (and tasks for fresh)."""
+    seed_sweep = f"seed={','.join(map(str, seeds))}"
+    common = [f"+arm={arm}", seed_sweep, *arm_overrides(arm, suite)]
+    if not suite.sequence:  # single games: one run per game
+        return [[*common, f"env.id={','.join(suite.task_values)}", "run_name=" + arm + "_${env.id}_seed${seed}"]]
+    if arm == "fresh":  # each task alone, from scratch, for one task's budget
+        tasks = ",".join(str(k) for k in range(suite.tasks))
+        return [[*common, f"+env.kwargs.first_task={tasks}", f"total_timesteps={suite.steps_per_task}",
+                 "run_name=fresh_task${env.kwargs.first_task}_seed${seed}"]]  # fmt: skip
+    return [[*common, "run_name=" + arm + "_seed${seed}"]]
+
+
+def launch(overrides: list[str], suite: Suite, args: argparse.Namespace, log: Path) -> int:
+    """One Hydra multirun of ``plastic_rl.train``; its output goes to ``log``."""
+    launcher = [f"hydra/launcher={args.launcher}"]
+    if args.launcher == "joblib":
+        launcher.append(f"hydra.launcher.n_jobs={args.jobs}")
+    command = [sys.executable, "-m", "plastic_rl.train", "-m", *launcher, f"hydra.sweep.dir={Path(args.out).resolve() / 'runs'}",
+               "hydra.sweep.subdir=${run_name}", "resume=auto", "progress_bar=false", f"torch_threads={args.threads}",
+               *suite.overrides, *overrides, *args.hydra]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -> list[str]:
+    """The benchmark's questions, answered from the report's numbers (module docstring of the issue)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    lines = []
+    gaps = result["gap"].get("auc", {})
+    if gaps:
+        lines.append(f"Plasticity gap (`{reference}` minus the arm on the late tasks, AUC in returns, mean +- std over seeds):")
+        for arm in [a for a in arms if a in gaps]:
+            gap, spread = gaps[arm]
+            verdict = "exceeds" if gap > spread else "does not exceed"
+            lines.append(f"- `{arm}`: {gap:.1f} +- {spread:.1f} ({verdict} the seed spread)")
+        lines.append("")
+    scores = result["scores"]["auc"]
+    iqm = result["iqm"]["auc"]
+    elr = [a for a in ELR_ARMS if a in scores]
+
+    def relative(x, y):
+        return np.array([metrics.aggregate_iqm(x) / metrics.aggregate_iqm(y) - 1.0])
+
+    # the issue's target (against SB3's own agent at its best constant lr), then the matched control
+    # (the same normalized, projected network at its best constant lr: what re-warming alone adds)
+    for controls, what in (([a for a in CONSTANT_LR_ARMS if a in scores], "constant-lr `none`"),
+                           ([a for a in ("nap", "nap-2x", "nap-4x") if a in scores], "constant-lr `nap` (the same network)")):  # fmt: skip
+        if not (controls and elr):
+            continue
+        best_control = max(controls, key=lambda a: iqm[a][0])
+        best_elr = max(elr, key=lambda a: iqm[a][0])
+        point, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps,
+                                               random_state=np.random.RandomState(0))  # fmt: skip
+        d, low, high = float(point["d"][0]), float(ci["d"][0][0]), float(ci["d"][1][0])
+        met = d >= 0.2 and low > 0
+        lines += [f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: normalized-AUC IQM "
+                  f"{iqm[best_elr][0]:.3f} vs {iqm[best_control][0]:.3f}, {100 * d:+.1f}% (95% CI {100 * low:+.1f}% to "
+                  f"{100 * high:+.1f}%); >= +20% with the lower bound above 0: **{'yes' if met else 'no'}**.", ""]  # fmt: skip
+    others = [a for a in (*ELR_ARMS, *INTERVENTION_ARMS) if a in iqm]
+    if others:
+        lines += ["ELR arms and the interventions side by side (normalized-AUC IQM, 95% CI):", ""]
+        lines += [f"- `{a}`: {iqm[a][0]:.3f} [{iqm[a][1]:.3f}, {iqm[a][2]:.3f}]" for a in sorted(others, key=lambda a: -iqm[a][0])]
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m plastic_rl.tools.continual", description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="permuted-cartpole", choices=["permuted-cartpole", "minatar-sequence", "minatar", "atari-sequence"])
+    parser.add_argument("--arms", default="all", help=f"comma-separated arms or 'all'; accepted: {', '.join(ARMS)}")
+    parser.add_argument("--seeds", default="0-4", help="'0-4' or '0,1,2' (default 0-4)")
+    parser.add_argument("--tasks", type=int, default=5, help="tasks in the sequence (default 5)")
+    parser.add_argument("--steps-per-task", type=int, default=0, help="env steps per task (default: 30k cartpole, 100k minatar)")
+    parser.add_argument("--games", default=MINATAR_GAMES, help="MinAtar (or Atari) games, comma-separated")
+    parser.add_argument("--replay-ratio", type=float, default=1.0, help="DQN suites: gradient updates per env step (1 or 0.25)")
+    parser.add_argument("--eval-freq", type=int, default=0, help="env steps between evaluations (default: 5k cartpole, a tenth of a task minatar)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (joblib launcher)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--launcher", default="joblib", choices=LAUNCHERS, help="Hydra launcher (submitit_slurm/ray: a cluster)")
+    parser.add_argument("--hydra", nargs="*", default=[], help="extra overrides for every run (hydra.launcher.partition=...)")
+    parser.add_argument("--out", default="runs/continual", help="output folder (default runs/continual)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions of the report")
+    parser.add_argument("--report-only", action="store_true", help="only (re)write the report from the runs in --out")
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError:
+        parser.error(f"--seeds={args.seeds!r}: give '0-4' or '0,1,2'")
+    arms = list(ARMS) if args.arms.strip() == "all" else [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"--arms: {unknown} unknown; accepted: {', '.join(ARMS)}")
+    for key in ("tasks", "jobs", "threads", "eval_episodes", "reps"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')}={getattr(args, key)} must be >= 1")
+    for key in ("steps_per_task", "eval_freq"):
+        if getattr(args, key) < 0:
+            parser.error(f"--{key.replace('_', '-')}={getattr(args, key)} must be >= 0 (0: the suite's default)")
+    if args.replay_ratio <= 0 or args.replay_ratio > 1:
+        parser.error(f"--replay-ratio={args.replay_ratio} must be in (0, 1]")
+    suite = make_suite(args)
+    if not suite.sequence:
+        arms = [a for a in arms if a not in ("fresh", "elr-on-switch")]  # no switches: no reference, nothing to announce
+    elif suite.tasks < 2:
+        parser.error(f"--tasks={args.tasks}: a sequence needs at least 2 tasks")
+    out = Path(args.out)
+    started = time.monotonic()
+    if not args.report_only:
+        from tqdm import tqdm
+
+        failed = []
+        with tqdm(total=len(arms), desc=f"{suite.name}: arms", unit="arm") as bar:
+            for arm in arms:
+                bar.set_postfix_str(arm)
+                for overrides in jobs(suite, arm, seeds):
+                    if launch(overrides, suite, args, out / "logs" / f"{arm}.log") != 0:
+                        failed.append(arm)
+                bar.update()
+        if failed:
+            print(f"error: the runs of {', '.join(failed)} failed; see {out / 'logs'}", file=sys.stderr)
+            raise SystemExit(1)
+    from plastic_rl import report
+
+    task_key = None if suite.sequence else "env.id"
+    reference = suite.reference if suite.reference in arms else None  # without it: raw returns
+    result = report.report([out / "runs"], out / "report", by=["arm"], reference=reference,
+                           baseline="none" if "none" in arms and suite.reference != "none" else None, reps=args.reps,
+                           title=f"Continual RL: {suite.name}", task_key=task_key)  # fmt: skip
+    lines = [f"# Continual RL: {suite.name}", "",
+             f"Command: `python -m plastic_rl.tools.continual {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"Budget: {suite.tasks} tasks x {suite.steps_per_task:,} env steps, seeds {seeds}; wall time "
+             f"{math.ceil(time.monotonic() - started)} s (this invocation).", ""]  # fmt: skip
+    lines += claims(result, arms, reference or "(none)", args.reps)
+    (out / "report" / "summary.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"report: {out / 'report' / 'report.md'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
