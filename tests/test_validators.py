@@ -105,6 +105,91 @@ def test_grokking_projection_and_schedules_come_from_the_core(tmp_path, count_el
     assert lr["elr", 10] == pytest.approx(1e-2, rel=0.1)  # end of the warm-up: the peak
 
 
+def test_grokking_matched_controls_share_the_lr(tmp_path):
+    """baseline+schedule follows elr's lr at every logged step; nap and baseline share one constant lr."""
+    out = tmp_path / "g"
+    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "baseline,baseline+schedule,nap,elr", "--warmup", "10"])
+    curves = read_csv(out / "curves.csv")
+    lr = {arm: [float(r["lr"]) for r in curves if r["arm"] == arm] for arm in ("baseline", "baseline+schedule", "nap", "elr")}
+    assert lr["baseline+schedule"] == lr["elr"] and len(set(lr["elr"])) > 1
+    assert lr["baseline"] == lr["nap"] == [1e-3] * 4
+    summary = {r["arm"]: r for r in read_csv(out / "summary.csv")}
+    assert float(summary["elr"]["nominal_lr"]) == float(summary["baseline+schedule"]["nominal_lr"]) == 1e-2  # the peak
+    text = (out / "summary.md").read_text()
+    assert "`elr` vs `baseline+schedule` | same schedule | 0.01" in text
+    assert "`nap` vs `baseline` | same constant lr | 0.001" in text
+    assert "`elr` vs `baseline` " not in text  # never a speed-up across lrs
+
+
+def test_grokking_at_lr_keeps_the_schedule_shape():
+    cfg = grokking.parse_args(["--quiet"])
+    same = grokking.at_lr(cfg, "elr", cfg.peak_lr)
+    assert vars(same) == vars(cfg)  # the sweep's elr at the default peak is the default elr, bit for bit
+    low = grokking.at_lr(cfg, "baseline+schedule", 1e-3)
+    assert low.peak_lr == 1e-3 and low.floor_lr == pytest.approx(1e-4) and low.lr == pytest.approx(1e-4)
+    assert grokking.at_lr(cfg, "nap", 3e-2).lr == 3e-2 and cfg.lr == 1e-3  # a copy: cfg untouched
+
+
+def test_elr_window_on_a_hand_made_curve():
+    """Mean of the per-step ELR up to the first logged step at >= 50% test accuracy; the whole run if none."""
+    elr = [float(i) for i in range(1, 61)]  # step i has ELR i
+    steps = [10, 20, 30, 40, 50, 60]
+    assert grokking.elr_window(elr, steps, [0.0, 0.1, 0.49, 0.5, 0.2, 0.95]) == (20.5, 40)  # mean of 1..40
+    assert grokking.elr_window(elr, steps, [0.9, 1, 1, 1, 1, 1]) == (5.5, 10)  # first log already there
+    assert grokking.elr_window(elr, steps, [0.0] * 6) == (30.5, 60)  # never: the whole budget
+    assert grokking.elr_window(elr[:30], steps[:3], [0.0, 0.2, 0.6]) == (15.5, 30)  # a run stopped at step 30
+    with pytest.raises(ValueError, match="no per-step ELR"):
+        grokking.elr_window([], steps, [0.6] * 6)
+
+
+def test_spearman_ranks_runs_not_within_budget_last():
+    runs = [{"arm": "baseline", "elr_window": e, "steps_to_90": t}
+            for e, t in ((1e-3, None), (2e-3, None), (3e-3, 900), (4e-3, 500), (5e-3, 300))]
+    r = grokking.spearman(runs, budget=1000)
+    assert r["n"] == 5 and r["censored"] == 2 and r["rho"] == pytest.approx(-0.9747, abs=1e-3)  # ties averaged
+    assert grokking.spearman(runs, 1000, censored=False)["rho"] == pytest.approx(-1.0)
+    flat = grokking.spearman([dict(x, steps_to_90=None) for x in runs], 1000)
+    assert flat["censored"] == 5 and flat["rho"] != flat["rho"]  # nan: every run tied
+
+
+def test_grokking_sweep_end_to_end(tmp_path, count_elr_steps):
+    out = tmp_path / "s"
+    assert grokking.main(GROK_TINY + ["--out", str(out), "--sweep", "--lrs", "1e-2,3e-2", "--seeds", "0,1"]) == 0
+    for name in ("curves.csv", "sweep.csv", "sweep.md", "elr_scatter.png"):
+        assert (out / name).stat().st_size > 0, name
+    runs = read_csv(out / "sweep.csv")
+    assert sorted((r["arm"], float(r["nominal_lr"]), int(r["seed"])) for r in runs) == sorted(
+        (a, lr, s) for a in grokking.SWEEP_ARMS for lr in (1e-2, 3e-2) for s in (0, 1))
+    assert all(float(r["elr_window"]) > 0 and r["elr_layer"] == "net.0" for r in runs)
+    assert len(count_elr_steps) == 40 * len(runs)
+    text = (out / "sweep.md").read_text()
+    assert "Spearman" in text and "| all runs | 16 |" in text and "Measured ELR of the hidden layer `net.0`" in text
+    assert "rho, steps 1..40" in text  # no run reached 50%: the fixed window is the whole budget
+    assert all(r["elr_fixed"] == r["elr_window"] for r in runs)  # ...and so is the window to 50%
+
+
+def test_fixed_window_from_interval_means():
+    rows = [{"step": 10, "m": 1.0}, {"step": 20, "m": 3.0}, {"step": 25, "m": 5.0}]  # the last interval is 5 steps
+    assert grokking.interval_mean(rows, "m", 20) == 2.0
+    assert grokking.interval_mean(rows, "m", 25) == pytest.approx((10 + 30 + 25) / 25)
+    with pytest.raises(ValueError, match="end=15"):
+        grokking.interval_mean(rows, "m", 15)
+    runs = [{"arm": "a", "nominal_lr": 1.0, "seed": 0, "steps_to_50": 20, "elr_layer": "x"},
+            {"arm": "b", "nominal_lr": 1.0, "seed": 0, "steps_to_50": None, "elr_layer": "x"}]
+    curves = [{"arm": a, "nominal_lr": 1.0, "seed": 0, "step": t, "elr_mean/x": v}
+              for a, vs in (("a", (4.0, 2.0)), ("b", (1.0, 1.0, 1.0))) for t, v in zip((10, 20, 30), vs)]
+    assert grokking.add_fixed_window(runs, curves, budget=30) == 20  # the earliest 50% step of any run
+    assert [(r["elr_fixed"], r["fixed_steps"]) for r in runs] == [(3.0, 20), (1.0, 20)]
+
+
+def test_grokking_sweep_stops_at_90(tmp_path, monkeypatch):
+    monkeypatch.setattr(grokking, "evaluate", lambda model, x, y: (0.1, 1.0))  # every logged step: 100%
+    out = tmp_path / "s"
+    grokking.main(GROK_TINY + ["--out", str(out), "--sweep", "--lrs", "1e-2", "--arms", "baseline,elr"])
+    runs = read_csv(out / "sweep.csv")
+    assert [(r["steps_to_90"], r["last_step"], r["window_steps"]) for r in runs] == [("10", "10", "10")] * 2
+
+
 def test_grokking_transformer_runs(tmp_path, count_elr_steps):
     out = tmp_path / "t"
     args = ["--model", "transformer", "--p", "7", "--rho", "0.5", "--steps", "6", "--eval-every", "3",
@@ -192,6 +277,31 @@ def test_warm_start_interventions_are_the_cores(tmp_path, monkeypatch):
     assert sorted(calls) == ["redo", "shrink_perturb"]  # once each, at the data change
 
 
+def test_warm_start_sweep_runs_constant_lrs(tmp_path):
+    out = tmp_path / "w"
+    assert warm_start.main(WARM_TINY + ["--out", str(out), "--sweep", "--lrs", "1e-3,1e-2"]) == 0
+    for name in ("curves.csv", "sweep.csv", "sweep.md", "sweep.png"):
+        assert (out / name).stat().st_size > 0, name
+    runs = {(r["arm"], float(r["base_lr"])) for r in read_csv(out / "sweep.csv")}
+    assert runs == {("fresh", 1e-3), ("fresh", 1e-2), ("warm", 1e-3), ("warm", 1e-2), ("warm+elr", 1e-3),
+                    ("fresh+elr", 1e-3)}
+    for r in read_csv(out / "curves.csv"):
+        if r["arm"] in ("fresh", "warm"):
+            assert float(r["lr"]) == float(r["base_lr"])  # constant, both phases
+    text = (out / "sweep.md").read_text()
+    assert "| warm | 0.01 |" in text and "across the data change" in text
+
+
+def test_elr_across_change_windows():
+    rows = [{"seed": s, "phase": ph, "elr_mean/0": v, "param_norm/0": 10 * v}
+            for s in (0, 1) for ph, vs in (("phase1", (1, 2, 3)), ("phase2", (9, 5, 4))) for v in vs]
+    e = warm_start.elr_across_change(rows, "0", k=2)
+    assert (e["elr_before"], e["elr_after"], e["elr_end"]) == (2.5, 7.0, 4.5)
+    assert (e["norm_before"], e["norm_end"]) == (30, 40)
+    fresh = warm_start.elr_across_change([r for r in rows if r["phase"] == "phase2"], "0", k=1)
+    assert fresh["elr_before"] != fresh["elr_before"] and fresh["elr_after"] == 9  # nan: no phase 1
+
+
 def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
     """--data: the python-format batches (pickled dicts with b"data" uint8 (n, 3072) and b"labels")."""
     import pickle
@@ -225,7 +335,10 @@ def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
         ("grokking", ["--p", "2"], ["--p 2", ">= 3"]),
         ("grokking", ["--rho", "0"], ["--rho 0", "(0, 1)"]),
         ("grokking", ["--rho", "1.5"], ["--rho 1.5", "(0, 1)"]),
-        ("grokking", ["--arms", "baseline,fast"], ["'fast'", "baseline, nap, elr, late-elr"]),
+        ("grokking", ["--arms", "baseline,fast"], ["'fast'", "baseline, baseline+schedule, nap, elr, late-elr"]),
+        ("grokking", ["--sweep", "--lrs", "1e-3,x"], ["--lrs '1e-3,x'", "numbers > 0"]),
+        ("grokking", ["--sweep", "--lrs", "0,1e-2"], ["--lrs '0,1e-2'", "numbers > 0"]),
+        ("warm_start", ["--sweep", "--lrs", "1e-3,inf"], ["--lrs '1e-3,inf'", "numbers > 0"]),
         ("grokking", ["--model", "cnn"], ["'cnn'", "mlp, transformer"]),
         ("warm_start", ["--arms", "warm+magic"], ["'warm+magic'", "fresh, warm,"]),
         ("warm_start", ["--data", "/nonexistent/cifar"], ["/nonexistent/cifar", "cifar-10-batches-py"]),

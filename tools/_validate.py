@@ -18,7 +18,6 @@ from typing import Any, Iterable, Sequence
 import torch
 
 
-
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
@@ -72,6 +71,17 @@ def resolve_common(parser: argparse.ArgumentParser, args: argparse.Namespace, ar
     if args.threads < 1:
         parser.error(f"--threads {args.threads} must be >= 1")
     torch.set_num_threads(args.threads)
+
+
+def parse_lrs(parser: argparse.ArgumentParser, text: str, example: str) -> list[float]:
+    """``--lrs "1e-3,3e-3"`` -> [0.001, 0.003], sorted; anything else is a one-line error naming the value."""
+    try:
+        lrs = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        lrs = []
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        parser.error(f"--lrs {text!r} is not accepted; give numbers > 0, comma-separated, e.g. {example}")
+    return sorted(set(lrs))
 
 
 def positive_int(name: str):
@@ -160,6 +170,28 @@ def machine() -> str:
     import platform
 
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+class IntervalMean:
+    """Means of per-step metrics since the last ``pop()``: the ELR of one step is a noisy sample of it."""
+
+    def __init__(self, prefix: str = "elr/"):
+        self.prefix = prefix
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if key.startswith(self.prefix):
+                self.sums[key] = self.sums.get(key, 0.0) + value
+        self.n += 1
+
+    def pop(self) -> dict[str, float]:
+        """``{"elr_mean/<layer>": mean}`` over the steps added since the last call; then starts again."""
+        head = self.prefix.rstrip("/") + "_mean/"
+        out = {head + key[len(self.prefix):]: total / self.n for key, total in self.sums.items()} if self.n else {}
+        self.sums, self.n = {}, 0
+        return out
 
 
 class Timer:

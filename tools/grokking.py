@@ -1,7 +1,8 @@
 """Grokking on modular addition: does raising the effective learning rate make a network generalize sooner?
 
     python -m plastic_rl.tools.grokking [--p 97] [--rho 0.3] [--model mlp|transformer] [--steps N]
-                                        [--arms baseline,nap,elr,late-elr] [--seeds 0-2] [--out DIR]
+                                        [--arms baseline,baseline+schedule,nap,elr,late-elr] [--seeds 0-2] [--out DIR]
+    python -m plastic_rl.tools.grokking --sweep [--lrs 1e-3,3e-3,1e-2,3e-2]     # every arm at every lr
 
 Task: every pair (x, y) in [0, p)^2 labelled (x + y) mod p; a random fraction ``rho`` of the p^2 pairs
 is the training set, the rest the test set (the split depends on the seed, and is the same for every
@@ -11,6 +12,8 @@ Arms (same seed: same split, same initial weights; same budget):
 
 - ``baseline``: the classic grokking set-up, no normalization, AdamW (weight decay 1.0) at a
   constant lr 1e-3. ELR runs with ``project=False``: it only measures.
+- ``baseline+schedule``: the plain network with ``elr``'s lr schedule (no projection): the matched
+  control for ``elr``, so its speed-up is not a larger nominal lr.
 - ``nap``: ``insert_norm`` (LayerNorm before the ReLU), the normalized layers and their gains
   projected to their initial norm every 100 steps, constant lr.
 - ``elr``: normalized and projected every step, and a warm-up to a high peak (1e-2) then a cosine
@@ -22,15 +25,24 @@ In the normalized arms the parameters that are not scale-invariant (token embedd
 in the transformer also the RMSNorm gains, which ELR does not project there) get AdamW weight decay:
 left free they grow, the loss collapses and nothing generalizes. See docs/validators.md.
 
+Speed-ups are only ever reported at a matched lr: ``nap`` against ``baseline`` at the same constant
+lr, ``elr`` against ``baseline+schedule`` under the same schedule. ``--sweep`` runs the arms at every
+lr of ``--lrs`` (a constant arm at that lr; a scheduled arm with that lr as its peak) and tests the
+paper's explanation: the hidden layer's measured ELR, averaged over the steps before test accuracy
+first reaches 50%, against steps to 90%, over all arms and lrs (Spearman's rank correlation).
+
 Writes to ``--out``: ``curves.csv`` (every logged step of every arm and seed), ``summary.csv``,
-``summary.md`` (steps to 50/90/95% test accuracy), ``curves.png``.
+``summary.md`` (steps to 50/90/95% test accuracy), ``curves.png``; with ``--sweep`` ``curves.csv``,
+``sweep.csv``, ``sweep.md`` and ``elr_scatter.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +53,13 @@ from plastic_rl import diagnostics
 from plastic_rl.elr import ELR, CyclicRewarm, OnDemandRewarm, projected_parameters
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
+    IntervalMean,
     Timer,
     add_common,
     first_step,
     machine,
     markdown_table,
+    parse_lrs,
     positive_int,
     prepare_out,
     pyplot,
@@ -53,9 +67,22 @@ from plastic_rl.tools._validate import (
     write_csv,
 )
 
-ARMS = ("baseline", "nap", "elr", "late-elr")
+ARMS = ("baseline", "baseline+schedule", "nap", "elr", "late-elr")
+SWEEP_ARMS = ("baseline", "baseline+schedule", "nap", "elr")
+PLAIN = ("baseline", "baseline+schedule")  # no normalization, nothing projected
+SCHEDULED = ("baseline+schedule", "elr", "late-elr")  # nominal lr: the schedule's peak
 MODELS = ("mlp", "transformer")
 THRESHOLDS = (0.5, 0.9, 0.95)
+SWEEP_LRS = "1e-3,3e-3,1e-2,3e-2"
+STOP_AT = 0.9  # a sweep run stops here: its schedule spans --steps regardless, so nothing before changes
+WINDOW_AT = 0.5  # the ELR is averaged over the steps before test accuracy first reaches this
+# (arm, reference, what is matched): the only speed-ups reported
+COMPARISONS = (
+    ("nap", "baseline", "same constant lr"),
+    ("elr", "baseline+schedule", "same schedule"),
+    ("baseline+schedule", "baseline", "schedule vs constant, plain"),
+    ("elr", "nap", "schedule (+ per-step projection) vs constant, normalized"),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,12 +214,49 @@ def build_model(cfg: argparse.Namespace, normalized: bool) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 
 
+def hidden_layer(cfg: argparse.Namespace) -> str:
+    """The layer whose ELR the sweep correlates with generalization: the MLP's hidden Linear."""
+    return "blocks.0.mlp.0" if cfg.model == "transformer" else "net.0"
+
+
+def nominal_lr(arm: str, cfg: argparse.Namespace) -> float:
+    """What "the lr" of an arm is when arms are matched: the constant lr, or the schedule's peak."""
+    return cfg.peak_lr if arm in SCHEDULED else cfg.lr
+
+
+def at_lr(cfg: argparse.Namespace, arm: str, lr: float) -> argparse.Namespace:
+    """``cfg`` with the arm's nominal lr set to ``lr``; a schedule keeps its shape (base, floor, low lr scale with it)."""
+    out = argparse.Namespace(**vars(cfg))
+    if arm in SCHEDULED:
+        scale = lr / cfg.peak_lr  # exactly 1.0 at the default peak: the sweep's run is the default run
+        out.lr, out.peak_lr, out.floor_lr, out.low_lr = cfg.lr * scale, lr, cfg.floor_lr * scale, cfg.low_lr * scale
+    else:
+        out.lr = lr
+    return out
+
+
+def make_schedule(arm: str, cfg: argparse.Namespace):
+    """The arm's lr factor, relative to its optimizer's lr (``--lr``; ``--low-lr`` for late-elr); None: constant."""
+    if arm in ("elr", "baseline+schedule"):
+        return CyclicRewarm(period=cfg.steps, warmup=min(cfg.warmup, cfg.steps), peak=cfg.peak_lr / cfg.lr,
+                            floor=cfg.floor_lr / cfg.lr)
+    if arm == "late-elr":  # idle (factor 1 = the low lr) until rewarm() at cfg.late
+        decay = max(cfg.steps - cfg.late - cfg.warmup, 0)
+        return OnDemandRewarm(warmup=cfg.warmup, decay=decay, peak=cfg.peak_lr / cfg.low_lr,
+                              floor=cfg.floor_lr / cfg.low_lr)
+    return None
+
+
 def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) -> tuple[torch.optim.Optimizer, ELR]:
-    """AdamW with decay on what ELR does not project; ELR with the arm's projection and schedule."""
+    """AdamW with decay on what ELR does not project; ELR with the arm's projection and schedule.
+
+    ELR measures every step (it does not change training): the sweep averages the per-step ELR.
+    """
     betas = (0.9, 0.98)
-    if arm == "baseline":
+    schedule = make_schedule(arm, cfg)
+    if arm in PLAIN:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=betas, foreach=True)
-        return optimizer, ELR(model, optimizer, project=False, measure_every=cfg.eval_every)
+        return optimizer, ELR(model, optimizer, schedule=schedule, project=False)
 
     include = model.hidden_layers() if isinstance(model, Transformer) else None
     # The parameters ELR will project get no weight decay (projection pins their norm); the rest cfg.norm_wd.
@@ -206,16 +270,8 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
         lr=lr, betas=betas, foreach=True,
     )
     if arm == "nap":
-        return optimizer, ELR(model, optimizer, project_every=100, measure_every=cfg.eval_every, include=include,
-                              gains=gains)
-    warmup = cfg.warmup
-    if arm == "elr":
-        schedule = CyclicRewarm(period=cfg.steps, warmup=min(warmup, cfg.steps), peak=cfg.peak_lr / lr,
-                                floor=cfg.floor_lr / lr)
-    else:  # late-elr: idle (factor 1 = the low lr) until rewarm() at cfg.late
-        decay = max(cfg.steps - cfg.late - warmup, 0)
-        schedule = OnDemandRewarm(warmup=warmup, decay=decay, peak=cfg.peak_lr / lr, floor=cfg.floor_lr / lr)
-    return optimizer, ELR(model, optimizer, schedule=schedule, measure_every=cfg.eval_every, include=include, gains=gains)
+        return optimizer, ELR(model, optimizer, project_every=100, include=include, gains=gains)
+    return optimizer, ELR(model, optimizer, schedule=schedule, include=include, gains=gains)
 
 
 @torch.no_grad()
@@ -226,8 +282,25 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def run(arm: str, seed: int, cfg: argparse.Namespace, log=print) -> tuple[list[dict], dict]:
-    """Train one arm with one seed; return (logged rows, summary row)."""
+def elr_window(elr: list[float], steps: list[int], accs: list[float], threshold: float = WINDOW_AT) -> tuple[float, int]:
+    """Mean per-step ELR (``elr[i]``: step i + 1) over steps 1..t, t the first logged step with accuracy >= threshold.
+
+    All steps when no logged step gets there. Why this window: the paper's claim is that the ELR while
+    the network is still learning its features governs when it generalizes; once it has, the ELR says
+    nothing about the speed any more. Returns (mean, steps averaged).
+    """
+    end = first_step(steps, accs, threshold)
+    n = len(elr) if end is None else min(end, len(elr))
+    if n < 1:
+        raise ValueError(f"no per-step ELR before step {end}: got {len(elr)} values")
+    return statistics.fmean(elr[:n]), n
+
+
+def run(arm: str, seed: int, cfg: argparse.Namespace, log=print, stop_at: float | None = None) -> tuple[list[dict], dict]:
+    """Train one arm with one seed; return (logged rows, summary row).
+
+    ``stop_at``: stop at the first logged step with test accuracy at or above it (the sweep: 0.9).
+    """
     split = make_split(cfg.p, cfg.rho, seed)
     torch.manual_seed(seed)
     model = build_model(cfg, normalized=arm != "baseline")
@@ -237,6 +310,7 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print) -> tuple[list[d
     rows: list[dict] = []
     batch = cfg.batch if cfg.batch and cfg.batch < len(split.train_x) else None
     gen = torch.Generator().manual_seed(seed + 1)
+    hidden, per_step, means = hidden_layer(cfg), [], IntervalMean()
     for step in range(1, cfg.steps + 1):
         if arm == "late-elr" and step == cfg.late + 1:
             elr.rewarm()
@@ -250,14 +324,17 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print) -> tuple[list[d
         loss.backward()
         optimizer.step()
         elr.step(loss=loss.detach())
+        metrics = elr.metrics()
+        per_step.append(metrics[f"elr/{hidden}"])
+        means.add(metrics)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             train_loss, train_acc = evaluate(model, split.train_x, split.train_y)
             test_loss, test_acc = evaluate(model, split.test_x, split.test_y)
-            row = {"arm": arm, "seed": seed, "step": step, "train_loss": train_loss, "train_acc": train_acc,
-                   "test_loss": test_loss, "test_acc": test_acc,
-                   "lr": optimizer.param_groups[0]["lr"] * elr.metrics()["lr_factor"]}
-            if step % cfg.eval_every == 0:  # ELR measured this step (measure_every = eval_every)
-                row.update({k: v for k, v in elr.metrics().items() if k != "lr_factor"})
+            row = {"arm": arm, "nominal_lr": nominal_lr(arm, cfg), "seed": seed, "step": step,
+                   "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
+                   "lr": optimizer.param_groups[0]["lr"] * metrics["lr_factor"]}
+            row.update({k: v for k, v in metrics.items() if k != "lr_factor"})  # this step's own
+            row.update(means.pop())  # elr_mean/<layer>: the mean since the last logged step
             row["param_norm"] = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in model.parameters()))
             if step % cfg.diag_every == 0 or step == cfg.steps:
                 d = diagnostics.measure(model, probe)
@@ -266,14 +343,18 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print) -> tuple[list[d
             if cfg.verbose and step % (cfg.eval_every * 20) == 0:
                 log(f"  {arm:9s} seed {seed} step {step:6d}  train {train_acc:.3f}  test {test_acc:.3f}  "
                     f"loss {train_loss:.3g}  [{timer():.0f}s]")
+            if stop_at is not None and test_acc >= stop_at:
+                break
     elr.remove()
     steps_logged = [r["step"] for r in rows]
     accs = [r["test_acc"] for r in rows]
-    summary = {"arm": arm, "seed": seed}
+    summary = {"arm": arm, "nominal_lr": nominal_lr(arm, cfg), "seed": seed}
     for th in THRESHOLDS:
         summary[f"steps_to_{round(th * 100)}"] = first_step(steps_logged, accs, th)
+    window, n = elr_window(per_step, steps_logged, accs)
     summary.update({"final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
-                    "best_test_acc": max(accs), "wall_s": round(timer(), 1)})
+                    "best_test_acc": max(accs), "last_step": rows[-1]["step"], "elr_layer": hidden, "elr_window": window,
+                    "window_steps": n, "wall_s": round(timer(), 1)})
     return rows, summary
 
 
@@ -286,16 +367,61 @@ def _fmt_steps(s) -> str:
     return "not within budget" if s is None else str(s)
 
 
+def _censored(s, budget: int) -> str:
+    return f"> {budget}" if s is None else str(s)
+
+
+def speedup(ref: int | None, arm: int | None, budget: int) -> str:
+    """Steps of the reference over steps of the arm; a side not within the budget makes it a bound."""
+    if ref is not None and arm is not None:
+        return f"{ref / arm:.1f}x"
+    if arm is not None:
+        return f"> {budget / arm:.1f}x"
+    if ref is not None:
+        return f"< {ref / budget:.2f}x"
+    return "neither"
+
+
+def comparison_rows(summaries: list[dict], budget: int) -> list[list]:
+    """One row per matched comparison and nominal lr present in ``summaries``, per-seed values joined by " / "."""
+    by = {(s["arm"], s["nominal_lr"], s["seed"]): s["steps_to_90"] for s in summaries}
+    seeds = list(dict.fromkeys(s["seed"] for s in summaries))
+    lrs = sorted({s["nominal_lr"] for s in summaries})
+    rows = []
+    for arm, ref, what in COMPARISONS:
+        for lr in lrs:
+            both = [seed for seed in seeds if (arm, lr, seed) in by and (ref, lr, seed) in by]
+            if both:
+                rows.append([f"`{arm}` vs `{ref}`", what, f"{lr:g}",
+                             " / ".join(_censored(by[ref, lr, s], budget) for s in both),
+                             " / ".join(_censored(by[arm, lr, s], budget) for s in both),
+                             " / ".join(speedup(by[ref, lr, s], by[arm, lr, s], budget) for s in both)])
+    return rows
+
+
+def matched_markdown(summaries: list[dict], budget: int, eval_every: int) -> list[str]:
+    rows = comparison_rows(summaries, budget)
+    if not rows:
+        return []
+    return ["", f"Speed-up to 90% test accuracy at a matched lr (the lr is the constant lr, or the schedule's peak): "
+                f"steps of the reference / steps of the arm, per seed; resolution {eval_every} steps; "
+                f"'> {budget}': not within the budget, which makes the speed-up a bound.", "",
+            markdown_table(["arm vs reference", "matched", "lr", "reference: steps to 90%", "arm: steps to 90%",
+                            "speed-up"], rows)]
+
+
 def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float, command: str) -> str:
     lines = [f"# Grokking: modular addition, p={cfg.p}, rho={cfg.rho}, model={cfg.model}, {cfg.steps} steps",
              "", f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s", ""]
     per_seed = []
     for s in summaries:
-        per_seed.append([s["arm"], s["seed"], *(_fmt_steps(s[f"steps_to_{round(t * 100)}"]) for t in THRESHOLDS),
+        per_seed.append([s["arm"], f"{s['nominal_lr']:g}", s["seed"],
+                         *(_fmt_steps(s[f"steps_to_{round(t * 100)}"]) for t in THRESHOLDS),
                          f"{s['final_train_acc']:.3f}", f"{s['final_test_acc']:.3f}", f"{s['best_test_acc']:.3f}",
-                         s["wall_s"]])
-    lines.append(markdown_table(["arm", "seed", "steps to 50%", "steps to 90%", "steps to 95%", "final train acc",
-                                 "final test acc", "best test acc", "wall s"], per_seed))
+                         f"{s['elr_window']:.2e}", s["wall_s"]])
+    lines.append(markdown_table(["arm", "lr", "seed", "steps to 50%", "steps to 90%", "steps to 95%", "final train acc",
+                                 "final test acc", "best test acc", f"mean ELR {summaries[0]['elr_layer']} to 50%",
+                                 "wall s"], per_seed))
     arms = list(dict.fromkeys(s["arm"] for s in summaries))
     lines += ["", f"Steps to 90% test accuracy, per arm (median over the seeds that reached it; "
                   f"resolution {cfg.eval_every} steps):", ""]
@@ -306,36 +432,172 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float
         med = reached[len(reached) // 2] if reached else None
         agg.append([arm, f"{len(reached)}/{n}", _fmt_steps(med)])
     lines.append(markdown_table(["arm", "seeds reaching 90%", "median steps to 90%"], agg))
-    if "baseline" in arms and "elr" in arms:
-        lines += ["", "Speed-up of `elr` over `baseline` to 90% test accuracy, per seed (target >= 3x):", ""]
-        rows = []
-        by = {(s["arm"], s["seed"]): s for s in summaries}
-        for seed in dict.fromkeys(s["seed"] for s in summaries):
-            b, e = by.get(("baseline", seed)), by.get(("elr", seed))
-            if b is None or e is None:
-                continue
-            tb, te = b["steps_to_90"], e["steps_to_90"]
-            if te is None:
-                ratio = "elr not within budget"
-            elif tb is None:
-                ratio = f"> {cfg.steps / te:.1f}x (baseline not within budget)"
-            else:
-                ratio = f"{tb / te:.1f}x"
-            rows.append([seed, _fmt_steps(tb), _fmt_steps(te), ratio])
-        lines.append(markdown_table(["seed", "baseline", "elr", "speed-up"], rows))
+    lines += matched_markdown(summaries, cfg.steps, cfg.eval_every)
     return "\n".join(lines) + "\n"
+
+
+def spearman(summaries: list[dict], budget: int, arms=None, censored: bool = True, lr: float | None = None,
+             key: str = "elr_window") -> dict:
+    """Spearman's rho of a run's mean ELR (``key``) against its steps to 90%, over the runs selected.
+
+    A run not within the budget ranks last (steps = budget + 1, tied with the other such runs: Spearman
+    works on ranks, and all we know of them is that they rank after every run that got there);
+    ``censored=False`` leaves them out instead.
+    """
+    pts = [(s[key], s["steps_to_90"]) for s in summaries
+           if (arms is None or s["arm"] in arms) and (lr is None or s["nominal_lr"] == lr)]
+    if not censored:
+        pts = [p for p in pts if p[1] is not None]
+    x = [p[0] for p in pts]
+    y = [budget + 1 if p[1] is None else p[1] for p in pts]
+    out = {"n": len(pts), "censored": sum(p[1] is None for p in pts), "rho": math.nan, "p": math.nan}
+    if len(pts) >= 3 and len(set(x)) > 1 and len(set(y)) > 1:
+        from scipy.stats import spearmanr
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = spearmanr(x, y)
+        out.update(rho=float(res.statistic), p=float(res.pvalue))
+    return out
+
+
+def _rho(r: dict) -> list[str]:
+    return ["undefined (a constant column)", ""] if math.isnan(r["rho"]) else [f"{r['rho']:.2f}", f"{r['p']:.1e}"]
+
+
+def spearman_rows(summaries: list[dict], budget: int) -> list[list]:
+    """Every run; each kind of network; the runs that got there; each lr alone (arms differ, the lr does not)."""
+    groups = [("all runs", {}), ("plain networks (" + ", ".join(PLAIN) + ")", {"arms": PLAIN}),
+              ("normalized networks (nap, elr, late-elr)", {"arms": ("nap", "elr", "late-elr")}),
+              ("runs that reached 90% only", {"censored": False})]
+    groups += [(f"lr {lr:g} only (across arms)", {"lr": lr}) for lr in sorted({s["nominal_lr"] for s in summaries})]
+    fixed = "elr_fixed" in summaries[0]
+    rows = []
+    for label, select in groups:
+        r = spearman(summaries, budget, **select)
+        if r["n"]:
+            rows.append([label, r["n"], r["censored"], *_rho(r),
+                         *(_rho(spearman(summaries, budget, key="elr_fixed", **select)) if fixed else [])])
+    return rows
+
+
+def interval_mean(rows: list[dict], key: str, end: int) -> float:
+    """Mean per-step value over steps 1..end of one run, from its logged interval means (weighted by length)."""
+    total, last = 0.0, 0
+    for r in rows:
+        if r["step"] > end:
+            break
+        total += r[key] * (r["step"] - last)
+        last = r["step"]
+    if last != end:
+        raise ValueError(f"end={end} is not a logged step of this run (last logged: {last})")
+    return total / end
+
+
+def add_fixed_window(summaries: list[dict], rows: list[dict], budget: int) -> int:
+    """Give every run ``elr_fixed``: its mean ELR over steps 1..W, W the earliest 50% step of any run (or the budget).
+
+    Why: the window to 50% is shorter for runs that generalize sooner, and the ELR of a plain network
+    falls as its weights grow, so part of a correlation over it could come from the window alone. A
+    window of the same steps for every run cannot.
+    """
+    end = min((s["steps_to_50"] for s in summaries if s["steps_to_50"] is not None), default=budget)
+    for s in summaries:
+        run_rows = [r for r in rows if (r["arm"], r["nominal_lr"], r["seed"]) == (s["arm"], s["nominal_lr"], s["seed"])]
+        s["elr_fixed"], s["fixed_steps"] = interval_mean(run_rows, f"elr_mean/{s['elr_layer']}", end), end
+    return end
+
+
+def sweep_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float, command: str) -> str:
+    budget, layer = cfg.steps, summaries[0]["elr_layer"]
+    arms = list(dict.fromkeys(s["arm"] for s in summaries))
+    lrs = sorted({s["nominal_lr"] for s in summaries})
+    seeds = list(dict.fromkeys(s["seed"] for s in summaries))
+    by = {(s["arm"], s["nominal_lr"], s["seed"]): s for s in summaries}
+
+    def cells(key, fmt):
+        return [[arm, *(" / ".join(fmt(by[arm, lr, seed][key]) for seed in seeds if (arm, lr, seed) in by)
+                        for lr in lrs)] for arm in arms]
+
+    lr_heads = [f"lr {lr:g}" for lr in lrs]
+    lines = [f"# Grokking lr sweep: p={cfg.p}, rho={cfg.rho}, model={cfg.model}, budget {budget} steps", "",
+             f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s; seeds {seeds}", "",
+             "The lr of a constant arm is its lr; that of a scheduled arm (`baseline+schedule`, `elr`) is its peak "
+             f"(warm-up over {cfg.warmup} steps, cosine over the {budget}-step budget to "
+             f"{cfg.floor_lr / cfg.peak_lr:g} x the peak). A run stops at the first logged step with test "
+             f"accuracy >= {STOP_AT:.0%} (its schedule spans the budget regardless).", "",
+             f"Steps to 90% test accuracy, seeds {' / '.join(map(str, seeds))} (resolution {cfg.eval_every} steps; "
+             f"'> {budget}': not within the budget):", "",
+             markdown_table(["arm", *lr_heads], cells("steps_to_90", lambda v: _censored(v, budget)))]
+    lines += matched_markdown(summaries, budget, cfg.eval_every)
+    lines += ["", f"Measured ELR of the hidden layer `{layer}` (`ELR.metrics()`, every step), averaged over the steps "
+                  f"up to the first logged step with test accuracy >= {WINDOW_AT:.0%} (the whole run when none), "
+                  f"seeds {' / '.join(map(str, seeds))}:", "",
+              markdown_table(["arm", *lr_heads], cells("elr_window", lambda v: f"{v:.2e}"))]
+    fixed = summaries[0].get("fixed_steps")
+    heads = ["runs", "n", "not within budget", "rho, window to 50%", "p-value"]
+    if fixed:
+        lines += ["", f"The same ELR averaged over a fixed window, steps 1..{fixed} for every run ({fixed}: the earliest "
+                      f"logged step at which any run reached {WINDOW_AT:.0%}), seeds {' / '.join(map(str, seeds))}:", "",
+                  markdown_table(["arm", *lr_heads], cells("elr_fixed", lambda v: f"{v:.2e}"))]
+        heads += [f"rho, steps 1..{fixed}", "p-value"]
+    lines += ["", "Spearman's rank correlation of the mean ELR with steps to 90% (a run not within the budget "
+                  "ranks last, tied with the others that did not get there; the paper predicts a strong negative "
+                  "one):", "", markdown_table(heads, spearman_rows(summaries, budget))]
+    return "\n".join(lines) + "\n"
+
+
+COLORS = dict(zip(ARMS, ["tab:gray", "tab:brown", "tab:blue", "tab:red", "tab:green"]))
+
+
+def plot_scatter(summaries: list[dict], path, cfg: argparse.Namespace) -> None:
+    """Mean ELR against steps to 90%, every run (hollow above the budget line: not within it); a panel per window."""
+    plt = pyplot()
+    lrs = sorted({s["nominal_lr"] for s in summaries})
+    markers = dict(zip(lrs, "osD^vP*Xh<>p"))
+    layer = summaries[0]["elr_layer"]
+    panels = [("elr_window", f"mean ELR of {layer} until test accuracy first >= {WINDOW_AT:.0%}")]
+    if "elr_fixed" in summaries[0]:
+        panels.append(("elr_fixed", f"mean ELR of {layer} over steps 1..{summaries[0]['fixed_steps']} (every run)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    above = cfg.steps * 1.08
+    for ax, (key, label) in zip(axes.flat, panels):
+        for s in summaries:
+            color, censored = COLORS.get(s["arm"], "k"), s["steps_to_90"] is None
+            ax.scatter(s[key], above if censored else s["steps_to_90"], marker=markers[s["nominal_lr"]], s=40,
+                       facecolors="none" if censored else color, edgecolors=color, linewidths=1.2)
+        ax.axhline(cfg.steps, color="k", lw=0.6, ls=":")
+        ax.text(0.99, above, f"not within {cfg.steps}", transform=ax.get_yaxis_transform(), fontsize=8, va="center",
+                ha="right")  # the runs that did not get there have the low ELRs, on the left
+        ax.set_xscale("log")
+        ax.set_xlabel(label, fontsize=9)
+        ax.set_ylabel("steps to 90% test accuracy", fontsize=9)
+        r = spearman(summaries, cfg.steps, key=key)
+        ax.set_title(f"Spearman rho = {r['rho']:.2f} over {r['n']} runs ({r['censored']} not within budget, "
+                     "ranked last)", fontsize=9)
+    for arm in dict.fromkeys(s["arm"] for s in summaries):
+        axes.flat[0].scatter([], [], color=COLORS.get(arm, "k"), marker="s", label=arm)
+    for lr in lrs:
+        axes.flat[0].scatter([], [], color="k", marker=markers[lr], facecolors="none", label=f"lr {lr:g}")
+    axes.flat[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Grokking, x+y mod {cfg.p}, rho={cfg.rho}: measured ELR vs steps to 90% (filled: got there)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def plot(rows: list[dict], path, cfg: argparse.Namespace) -> None:
     plt = pyplot()
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    colors = dict(zip(ARMS, ["tab:gray", "tab:blue", "tab:red", "tab:green"]))
+    colors = COLORS
     hidden = "blocks.0.mlp.0" if cfg.model == "transformer" else "net.0"
     out_layer = "unembed" if cfg.model == "transformer" else "net.2"
     panels = [("train_acc", "train accuracy", False), ("test_acc", "test accuracy", False),
               ("lr", "learning rate", True), (f"param_norm/{hidden}", f"||W|| {hidden} (hidden)", True),
               (f"param_norm/{out_layer}", f"||W|| {out_layer} (read-out)", True),
-              (f"elr/{hidden}", f"ELR {hidden}", True), (f"elr/{out_layer}", f"ELR {out_layer}", True),
+              (f"elr_mean/{hidden}", f"ELR {hidden} (mean per log interval)", True),
+              (f"elr_mean/{out_layer}", f"ELR {out_layer} (mean per log interval)", True),
               ("dormant_ratio", "dormant ratio (tau=0.025)", False)]
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     for ax, (key, title, log) in zip(axes.flat, panels):
@@ -400,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log (train/test accuracy, ELR) every N steps (default 100)")
     parser.add_argument("--diag-every", type=positive_int("--diag-every"), default=500,
                         help="dormant ratio every N steps (multiple of --eval-every; default 500)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="run every arm at every lr of --lrs (default arms: " + ", ".join(SWEEP_ARMS) + "), stop "
+                             "each run at 90%% test accuracy, and correlate the measured ELR with steps to 90%%")
+    parser.add_argument("--lrs", default=SWEEP_LRS,
+                        help=f"--sweep: the lrs, comma-separated (a constant arm's lr, a scheduled arm's peak; "
+                             f"default {SWEEP_LRS})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_common(parser, ARMS, default_out="runs/grokking", seeds="0-2")
     return parser
@@ -408,6 +676,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.sweep:
+        args.lrs = parse_lrs(parser, args.lrs, example=SWEEP_LRS)
+        if args.arms.strip() == "all":
+            args.arms = ",".join(SWEEP_ARMS)
+        try:
+            import scipy.stats  # noqa: F401
+        except ImportError:
+            parser.error("--sweep needs scipy for Spearman's rank correlation: pip install scipy")
     if args.p < 3:
         parser.error(f"--p {args.p} is not accepted; the modulus must be an int >= 3")
     if not 0 < args.rho < 1:
@@ -444,10 +720,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _progress(s: dict) -> str:
+    return (f"{s['arm']:17s} lr {s['nominal_lr']:<7g} seed {s['seed']}: steps to 50/90/95% = "
+            f"{', '.join(_fmt_steps(s[f'steps_to_{round(t * 100)}']) for t in THRESHOLDS)}; "
+            f"final test {s['final_test_acc']:.3f}; mean ELR to 50% {s['elr_window']:.2e}  ({s['wall_s']} s)")
+
+
+def sweep(args: argparse.Namespace, out, command: str) -> int:
+    """Every arm at every lr and seed, each stopped at 90% test accuracy; the ELR table, correlation, scatter."""
+    timer = Timer()
+    rows, summaries = [], []
+    for lr in args.lrs:
+        for seed in args.seeds:
+            for arm in args.arms:
+                r, s = run(arm, seed, at_lr(args, arm, lr), stop_at=STOP_AT)
+                rows += r
+                summaries.append(s)
+                if args.verbose:
+                    print(_progress(s), flush=True)
+    add_fixed_window(summaries, rows, args.steps)
+    write_csv(out / "curves.csv", rows)
+    write_csv(out / "sweep.csv", summaries)
+    text = sweep_markdown(summaries, args, timer(), command)
+    (out / "sweep.md").write_text(text)
+    plot_scatter(summaries, out / "elr_scatter.png", args)
+    if args.verbose:
+        print(text)
+        print(f"wrote {out}/curves.csv, sweep.csv, sweep.md, elr_scatter.png")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = prepare_out(args.out)
     command = "python -m plastic_rl.tools.grokking " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.sweep:
+        return sweep(args, out, command)
     timer = Timer()
     rows, summaries = [], []
     for seed in args.seeds:
@@ -456,9 +764,7 @@ def main(argv=None) -> int:
             rows += r
             summaries.append(s)
             if args.verbose:
-                print(f"{arm:9s} seed {seed}: steps to 50/90/95% = "
-                      f"{', '.join(_fmt_steps(s[f'steps_to_{round(t * 100)}']) for t in THRESHOLDS)}; "
-                      f"final test {s['final_test_acc']:.3f}  ({s['wall_s']} s)", flush=True)
+                print(_progress(s), flush=True)
     write_csv(out / "curves.csv", rows)
     write_csv(out / "summary.csv", summaries)
     text = summary_markdown(summaries, args, timer(), command)

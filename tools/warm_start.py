@@ -2,6 +2,7 @@
 
     python -m plastic_rl.tools.warm_start [--fraction 0.5] [--epochs N] [--arms ...] [--seeds 0-4]
                                           [--out DIR] [--data CIFAR_DIR]
+    python -m plastic_rl.tools.warm_start --sweep [--lrs 3e-4,1e-3,3e-3,1e-2,3e-2]   # constant-lr sweep
 
 Protocol: phase 1 trains on a random ``--fraction`` of the training set, phase 2 continues on all of
 it ("warm"); a network trained on all of it from the start ("fresh") is the reference. Both phases
@@ -33,8 +34,14 @@ Every arm has an ``ELR`` on its optimizer (it measures; it projects and re-warms
   warm-up + cosine over its run).
 
 Writes to ``--out``: ``curves.csv``, ``summary.csv``, ``summary.md`` (final test accuracy per arm, mean
-and spread over seeds, gap closed against ``fresh`` and against the matched control), ``curves.png``
-and ``features.png`` (Delta_C and Delta_A across the data change, ``diagnostics.compare``).
+and spread over seeds, gap closed against ``fresh`` and against the matched control, the measured ELR
+across the data change), ``curves.png`` and ``features.png`` (Delta_C and Delta_A across the data
+change, ``diagnostics.compare``).
+
+``--sweep``: does any *constant* lr close the gap? The constant-lr arms (default ``fresh`` and ``warm``)
+run at every lr of ``--lrs``, both phases at that lr; the re-warmed arms (default ``warm+elr``,
+``fresh+elr``) at ``--lr`` only, their schedule already peaks at ``--peak`` x it. Writes
+``curves.csv``, ``sweep.csv``, ``sweep.md`` and ``sweep.png``.
 """
 
 from __future__ import annotations
@@ -55,11 +62,13 @@ from plastic_rl import diagnostics, interventions
 from plastic_rl.elr import ELR, OnDemandRewarm
 from plastic_rl.norm import insert_norm
 from plastic_rl.tools._validate import (
+    IntervalMean,
     Timer,
     add_common,
     machine,
     markdown_table,
     mean_spread,
+    parse_lrs,
     positive_int,
     prepare_out,
     pyplot,
@@ -80,6 +89,8 @@ RECIPES = {
     "fresh+elr": (False, True, True, None),
 }
 REDO_TAU, REDO_BATCH = 0.1, 1024
+SWEEP_ARMS = ("fresh", "warm", "warm+elr", "fresh+elr")
+SWEEP_LRS = "3e-4,1e-3,3e-3,1e-2,3e-2"
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +189,8 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
     schedule = None
     if rewarm:
         schedule = OnDemandRewarm(warmup=warmup, decay=phase_steps - warmup, peak=cfg.peak, floor=cfg.floor)
-    elr = ELR(model, optimizer, schedule=schedule, project=project, measure_every=steps_per_epoch)
+    elr = ELR(model, optimizer, schedule=schedule, project=project)  # measures every step: per-epoch means
+    means = IntervalMean()
     probe = data.x_test[:512]
     gen = torch.Generator().manual_seed(seed + 1)
     timer = Timer()
@@ -211,10 +223,11 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
             loss.backward()
             optimizer.step()
             elr.step(loss=loss.detach())
+            means.add(elr.metrics())
             step += 1
             if (epoch_step + 1) % steps_per_epoch == 0:
                 snap = diagnostics.FeatureSnapshot(model, probe)
-                row = {"arm": arm, "seed": seed, "phase": phase, "step": step,
+                row = {"arm": arm, "base_lr": cfg.lr, "seed": seed, "phase": phase, "step": step,
                        "phase_step": epoch_step + 1, "train_acc": accuracy(model, x_all, y_all),
                        "full_train_acc": accuracy(model, data.x, data.y), "test_acc": accuracy(model, data.x_test, data.y_test),
                        "lr": cfg.lr * elr.metrics()["lr_factor"]}
@@ -225,13 +238,15 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
                     d = diagnostics.compare(at_change, snap)
                     row["delta_c"], row["delta_a"] = d["delta_c"], d["delta_a"]
                 previous = snap
-                row.update({k: v for k, v in elr.metrics().items() if k != "lr_factor"})
+                row.update({k: v for k, v in elr.metrics().items() if k != "lr_factor"})  # this step's own
+                row.update(means.pop())  # elr_mean/<layer>: the mean over the epoch
                 rows.append(row)
         if phase == "phase1":
             phase1_train_acc = rows[-1]["train_acc"]
     elr.remove()
     last = rows[-1]
-    summary = {"arm": arm, "seed": seed, "final_test_acc": last["test_acc"], "final_train_acc": last["full_train_acc"],
+    summary = {"arm": arm, "base_lr": cfg.lr, "seed": seed, "final_test_acc": last["test_acc"],
+               "final_train_acc": last["full_train_acc"],
                "phase1_train_acc": phase1_train_acc, "wall_s": round(timer(), 1)}
     return rows, summary
 
@@ -245,7 +260,56 @@ def gap_closed(a_arm: float, a_warm: float, a_ref: float) -> float:
     return (a_arm - a_warm) / (a_ref - a_warm) if a_ref != a_warm else math.nan
 
 
-def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data, wall: float, command: str) -> str:
+def window_epochs(cfg: argparse.Namespace) -> int:
+    """Epochs per ELR window: the re-warm's warm-up (10% of a phase: 3 epochs by default), at least 1."""
+    return max(1, round(cfg.warmup * cfg.epochs))
+
+
+def elr_across_change(rows: list[dict], layer: str, k: int) -> dict[str, float]:
+    """Mean per-epoch ELR of ``layer`` (seeds pooled) over the last k epochs of phase 1, the first and last k of phase 2.
+
+    Also ``||W||`` of the layer at the end of each phase (seed mean). A fresh arm has no phase 1 (nan).
+    Why these windows: the ELR the network had when the data changed, the burst after it, and where it settles.
+    """
+    def mean(values):
+        return sum(values) / len(values) if values else math.nan
+
+    out = {}
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    for phase, name, part in (("phase1", "before", slice(-k, None)), ("phase2", "after", slice(None, k)),
+                              ("phase2", "end", slice(-k, None))):
+        runs = [[r for r in rows if r["seed"] == seed and r["phase"] == phase] for seed in seeds]
+        out[f"elr_{name}"] = mean([r[f"elr_mean/{layer}"] for run in runs for r in run[part]])
+        if name != "after":
+            out[f"norm_{name}"] = mean([run[-1][f"param_norm/{layer}"] for run in runs if run])
+    return out
+
+
+def elr_change_markdown(rows: list[dict], keys: list[tuple[str, float]], cfg: argparse.Namespace) -> list[str]:
+    """The measured ELR across the data change, one row per (arm, base lr) in ``keys``."""
+    layers = [k[len("elr_mean/"):] for k in rows[0] if k.startswith("elr_mean/")]
+    layer, k = layers[0], window_epochs(cfg)
+    table = []
+    for arm, lr in keys:
+        e = elr_across_change([r for r in rows if r["arm"] == arm and r["base_lr"] == lr], layer, k)
+        table.append([arm, f"{lr:g}", *(_sci(e[key]) for key in ("elr_before", "elr_after", "elr_end")),
+                      *(_num(e[key]) for key in ("norm_before", "norm_end"))])
+    return ["", f"Measured ELR of the first hidden layer `{layer}` across the data change (`ELR.metrics()` every "
+                f"step, epoch means, seeds pooled; windows of {k} epochs; a fresh arm starts at the change):", "",
+            markdown_table(["arm", "lr", f"ELR, last {k} epochs of phase 1", f"ELR, first {k} epochs of phase 2",
+                            f"ELR, last {k} epochs of phase 2", "norm end of phase 1", "norm end of phase 2"], table)]
+
+
+def _sci(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2e}"
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data, wall: float, command: str,
+                     curves: list[dict] | None = None) -> str:
     arms = list(dict.fromkeys(s["arm"] for s in summaries))
     acc = {a: [s["final_test_acc"] for s in summaries if s["arm"] == a] for a in arms}
     stats = {a: mean_spread(v) for a, v in acc.items()}
@@ -284,6 +348,38 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data,
                   + ", ".join(f"{100 * g:.0f}%" for g in per_seed) + "."]
     if {"warm", "fresh"} <= set(stats):
         lines.append(f"Plain gap acc(fresh) - acc(warm) = {100 * (stats['fresh'][0] - stats['warm'][0]):.2f} points.")
+    if curves:
+        lines += elr_change_markdown(curves, [(a, cfg.lr) for a in arms], cfg)
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(summaries: list[dict], rows: list[dict], cfg: argparse.Namespace, data: Data, wall: float,
+                   command: str) -> str:
+    """Final test accuracy per (arm, lr); the plain gap at each constant lr; what each closes of the recipe's gap."""
+    order = list(dict.fromkeys(s["arm"] for s in summaries))
+    keys = sorted({(s["arm"], s["base_lr"]) for s in summaries}, key=lambda key: (order.index(key[0]), key[1]))
+    acc = {key: [s["final_test_acc"] for s in summaries if (s["arm"], s["base_lr"]) == key] for key in keys}
+    stats = {key: mean_spread(v) for key, v in acc.items()}
+    warm0, control = stats.get(("warm", cfg.lr)), stats.get(("fresh+elr", cfg.lr))
+    lines = [f"# Warm-starting lr sweep: {data.name}, fraction {cfg.fraction}, {cfg.epochs} epochs per phase", "",
+             f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s; seeds {cfg.seeds}", "",
+             f"A constant-lr arm trains both phases at its lr; a re-warmed arm has base lr {cfg.lr:g} and peaks at "
+             f"{cfg.peak:g}x it. Gap = acc(fresh) - acc(warm) at the same lr; 'closes' = (acc - acc(warm at "
+             f"{cfg.lr:g})) / (acc(fresh+elr) - acc(warm at {cfg.lr:g})), the matched-control gap of the default "
+             "run, on the seed means.", ""]
+    table = []
+    for arm, lr in keys:
+        m, sd = stats[arm, lr]
+        gap = closes = ""
+        if arm == "warm" and ("fresh", lr) in stats:
+            gap = f"{100 * (stats['fresh', lr][0] - m):+.2f}"
+        if arm.startswith("warm") and warm0 and control:
+            closes = f"{100 * gap_closed(m, warm0[0], control[0]):.0f}%"
+        table.append([arm, f"{lr:g}", f"{100 * m:.2f} +- {100 * sd:.2f}", f"{100 * min(acc[arm, lr]):.2f}",
+                      f"{100 * max(acc[arm, lr]):.2f}", gap, closes])
+    lines.append(markdown_table(["arm", "lr", "test acc % (mean +- std)", "min %", "max %",
+                                 "gap fresh - warm (points)", "closes of the matched-control gap"], table))
+    lines += elr_change_markdown(rows, keys, cfg)
     return "\n".join(lines) + "\n"
 
 
@@ -350,6 +446,46 @@ def plot(rows: list[dict], out: Path, cfg: argparse.Namespace, change: int) -> N
     plt.close(fig)
 
 
+def plot_sweep(summaries: list[dict], rows: list[dict], out: Path, cfg: argparse.Namespace, change: int) -> None:
+    """Final test accuracy against the constant lr (re-warmed arms as lines); the first hidden layer's ELR over time."""
+    plt = pyplot()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for arm in dict.fromkeys(s["arm"] for s in summaries):
+        lrs = sorted({s["base_lr"] for s in summaries if s["arm"] == arm})
+        stats = [mean_spread(s["final_test_acc"] for s in summaries if s["arm"] == arm and s["base_lr"] == lr)
+                 for lr in lrs]
+        if RECIPES[arm][2]:  # re-warmed: one lr, a reference line
+            ax0.axhline(stats[0][0], color=COLORS.get(arm), ls="--", lw=1.2,
+                        label=f"{arm} (lr {lrs[0]:g}, peak {cfg.peak:g}x)")
+        else:
+            ax0.errorbar(lrs, [m for m, _ in stats], [sd for _, sd in stats], color=COLORS.get(arm), marker="o",
+                         capsize=3, label=f"{arm}, constant lr")
+    ax0.set_xscale("log")
+    ax0.set_xlabel("lr", fontsize=9)
+    ax0.set_title("final test accuracy (mean +- std over seeds)", fontsize=10)
+    ax0.legend(fontsize=7)
+    layer = [k[len("elr_mean/"):] for k in rows[0] if k.startswith("elr_mean/")][0]
+    warm_lrs = sorted({r["base_lr"] for r in rows if r["arm"] == "warm"})
+    shades = plt.get_cmap("Blues")
+    for i, lr in enumerate(warm_lrs):
+        xs, ys = _mean_curve([r for r in rows if r["base_lr"] == lr], "warm", f"elr_mean/{layer}")
+        ax1.plot(xs, ys, color=shades(0.35 + 0.65 * i / max(1, len(warm_lrs) - 1)), lw=1.1, label=f"warm, lr {lr:g}")
+    for arm in ("warm+elr", "fresh+elr"):
+        xs, ys = _mean_curve(rows, arm, f"elr_mean/{layer}")
+        if xs:
+            ax1.plot([x + change if arm.startswith("fresh") else x for x in xs], ys, color=COLORS[arm], lw=1.2,
+                     label=arm)
+    ax1.axvline(change, color="k", lw=0.6, ls=":")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step (fresh arms start at the data change)", fontsize=9)
+    ax1.set_title(f"ELR of {layer} (epoch means, mean over seeds)", fontsize=10)
+    ax1.legend(fontsize=7)
+    fig.suptitle(f"Warm-starting, fraction {cfg.fraction}: constant-lr sweep, seeds {cfg.seeds}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=70)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
@@ -381,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --data: training examples kept (default 10000)")
     parser.add_argument("--n-test", type=positive_int("--n-test"), default=2000,
                         help="with --data: test examples kept (default 2000)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="constant-lr sweep: the constant-lr arms (default fresh, warm) at every lr of --lrs, the "
+                             "re-warmed ones (default warm+elr, fresh+elr) at --lr")
+    parser.add_argument("--lrs", default=SWEEP_LRS, help=f"--sweep: the constant lrs, comma-separated (default {SWEEP_LRS})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_common(parser, ARMS, default_out="runs/warm_start", seeds="0-4")
     return parser
@@ -389,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.sweep:
+        args.lrs = parse_lrs(parser, args.lrs, example=SWEEP_LRS)
+        if args.arms.strip() == "all":
+            args.arms = ",".join(SWEEP_ARMS)
     if not 0 < args.fraction < 1:
         parser.error(f"--fraction {args.fraction} is not accepted; the phase-1 fraction must be in (0, 1), e.g. 0.5 or 0.1")
     for name in ("lr", "peak", "floor"):
@@ -419,10 +563,46 @@ def load_data(args: argparse.Namespace) -> Data:
     return cifar10_data(Path(args.data), args.n_train, args.n_test)
 
 
+def _progress(s: dict) -> str:
+    return (f"{s['arm']:20s} lr {s['base_lr']:<7g} seed {s['seed']}: final test {s['final_test_acc']:.4f}  "
+            f"train {s['final_train_acc']:.4f}"
+            + (f"  phase-1 train {s['phase1_train_acc']:.4f}" if s["phase1_train_acc"] is not None else "")
+            + f"  ({s['wall_s']} s)")
+
+
+def sweep_pairs(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(arm, lr) to run: constant-lr arms at every lr of --lrs, re-warmed arms at --lr (they peak at --peak x it)."""
+    return [(arm, lr) for arm in args.arms for lr in ([args.lr] if RECIPES[arm][2] else args.lrs)]
+
+
+def sweep(args: argparse.Namespace, out: Path, command: str) -> int:
+    timer = Timer()
+    data = load_data(args)
+    rows, summaries = [], []
+    for seed in args.seeds:
+        for arm, lr in sweep_pairs(args):
+            r, s = run(arm, seed, data, argparse.Namespace(**{**vars(args), "lr": lr}))
+            rows += r
+            summaries.append(s)
+            if args.verbose:
+                print(_progress(s), flush=True)
+    write_csv(out / "curves.csv", rows)
+    write_csv(out / "sweep.csv", summaries)
+    text = sweep_markdown(summaries, rows, args, data, timer(), command)
+    (out / "sweep.md").write_text(text)
+    plot_sweep(summaries, rows, out, args, args.epochs * math.ceil(len(data.x) / args.batch))
+    if args.verbose:
+        print(text)
+        print(f"wrote {out}/curves.csv, sweep.csv, sweep.md, sweep.png")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = prepare_out(args.out)
     command = "python -m plastic_rl.tools.warm_start " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.sweep:
+        return sweep(args, out, command)
     timer = Timer()
     data = load_data(args)
     rows, summaries = [], []
@@ -432,12 +612,10 @@ def main(argv=None) -> int:
             rows += r
             summaries.append(s)
             if args.verbose:
-                print(f"{arm:20s} seed {seed}: final test {s['final_test_acc']:.4f}  train {s['final_train_acc']:.4f}"
-                      + (f"  phase-1 train {s['phase1_train_acc']:.4f}" if s["phase1_train_acc"] is not None else "")
-                      + f"  ({s['wall_s']} s)", flush=True)
+                print(_progress(s), flush=True)
     write_csv(out / "curves.csv", rows)
     write_csv(out / "summary.csv", summaries)
-    text = summary_markdown(summaries, args, data, timer(), command)
+    text = summary_markdown(summaries, args, data, timer(), command, rows)
     (out / "summary.md").write_text(text)
     change = args.epochs * math.ceil(len(data.x) / args.batch)
     plot(rows, out, args, change)
