@@ -24,8 +24,10 @@ Writes ``report.md``, ``scores.csv``, ``iqm.csv`` and PNG plots to ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
+import warnings
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -170,14 +172,29 @@ def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | No
     return out, tasks
 
 
+@contextlib.contextmanager
+def seeded_numpy(seed: int):
+    """Seed numpy's global generator for the duration, then put its state back.
+
+    rliable's ``StratifiedBootstrap.update_indices`` draws with ``np.random.choice`` (the global
+    generator) whatever ``random_state`` says, so only this makes its confidence intervals repeatable.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """group -> (IQM, CI low, CI high) over seeds x tasks, 95% stratified bootstrap (rliable)."""
     from rliable import library as rly
     from rliable import metrics
 
-    point, ci = rly.get_interval_estimates(
-        scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps, random_state=np.random.RandomState(seed)
-    )
+    with seeded_numpy(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated (and unused here)
+        point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
     return {g: (float(point[g][0]), float(ci[g][0][0]), float(ci[g][1][0])) for g in scores}
 
 
@@ -189,8 +206,9 @@ def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: i
     pairs = {g: (x, scores[baseline]) for g, x in scores.items() if g != baseline}
     if not pairs:
         return {}
-    point, ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps,
-                                           random_state=np.random.RandomState(seed))  # fmt: skip
+    with seeded_numpy(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        point, ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps)
     return {g: (float(np.squeeze(point[g])), float(np.squeeze(ci[g][0])), float(np.squeeze(ci[g][1]))) for g in pairs}
 
 
@@ -253,6 +271,7 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
 
     written = []
     groups = sorted({r.group for r in runs})
+    colors = {g: plt.cm.tab20(i % 20) for i, g in enumerate(groups)}  # up to 20 groups tell apart
     fig, axes = plt.subplots(1, len(iqm), figsize=(5 * len(iqm), 0.45 * len(groups) + 1.5), squeeze=False)
     for ax, (metric, values) in zip(axes[0], iqm.items()):
         order = sorted(values, key=lambda g: values[g][0])
@@ -266,7 +285,7 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     written.append(out / "iqm.png")
-    fig.savefig(written[-1], dpi=110)
+    fig.savefig(written[-1], dpi=80)
     plt.close(fig)
 
     curves = defaultdict(lambda: defaultdict(list))  # group -> step -> returns over seeds
@@ -277,14 +296,14 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for group in groups:
         steps = sorted(curves[group])
-        ax.plot(steps, [np.mean(curves[group][s]) for s in steps], label=group, lw=1.2)
+        ax.plot(steps, [np.mean(curves[group][s]) for s in steps], label=group, lw=1.2, color=colors[group])
     ax.set_xlabel("env steps")
     ax.set_ylabel("evaluation return on the current task (mean over seeds)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     written.append(out / "curves.png")
-    fig.savefig(written[-1], dpi=110)
+    fig.savefig(written[-1], dpi=80)
     plt.close(fig)
 
     tracked = [t for t in TRACKED if any(t in r.scalars for r in runs)]
@@ -298,14 +317,14 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
                         points[step].append(value)
                 if points:
                     steps = sorted(points)
-                    ax.plot(steps, [np.mean(points[s]) for s in steps], label=group, lw=1)
+                    ax.plot(steps, [np.mean(points[s]) for s in steps], label=group, lw=1, color=colors[group])
             ax.set_title(tag)
             ax.set_xlabel("env steps")
             ax.set_yscale("log" if tag.endswith("/elr") else "linear")
         axes[0][0].legend(fontsize=6)
         fig.tight_layout()
         written.append(out / "plasticity.png")
-        fig.savefig(written[-1], dpi=110)
+        fig.savefig(written[-1], dpi=80)
         plt.close(fig)
     return written
 

@@ -100,3 +100,14 @@ def test_cusum_alarms_against_switches():
     run.scalars = {report.ALARMS: [(50, 0), (120, 1), (160, 2), (260, 3)]}
     stats_ = report.alarm_stats(run, switch_every=100, total=300, window=0.2)
     assert stats_ == {"switches": 2, "alarms": 3, "hits": 1, "false_alarms": 2, "mean_delay": 20.0}
+
+
+def test_confidence_intervals_are_repeatable():
+    """rliable draws from numpy's global generator: the report seeds it, so the same runs give the same CIs."""
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.random((5, 4)), "b": rng.random((5, 4))}
+    state = np.random.get_state()
+    first, second = report.interval_estimates(scores, 300), report.interval_estimates(scores, 300)
+    assert first == second and first["a"][1] < first["a"][0] < first["a"][2]
+    assert report.improvement(scores, "b", 300) == report.improvement(scores, "b", 300)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # the caller's random stream is left as it was

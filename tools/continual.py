@@ -177,6 +177,8 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
     from rliable import library as rly
     from rliable import metrics
 
+    from plastic_rl import report
+
     lines = []
     gaps = result["gap"].get("auc", {})
     if gaps:
@@ -201,8 +203,8 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
             continue
         best_control = max(controls, key=lambda a: iqm[a][0])
         best_elr = max(elr, key=lambda a: iqm[a][0])
-        point, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps,
-                                               random_state=np.random.RandomState(0))  # fmt: skip
+        with report.seeded_numpy(0):
+            point, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps)
         d, low, high = float(point["d"][0]), float(ci["d"][0][0]), float(ci["d"][1][0])
         met = d >= 0.2 and low > 0
         lines += [f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: normalized-AUC IQM "
