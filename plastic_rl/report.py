@@ -153,23 +153,30 @@ def score_table(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[int, i
     return table
 
 
-def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | None) -> tuple[dict[str, np.ndarray], list[int]]:
+def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | None) -> tuple[dict[str, np.ndarray], list[int], list[int]]:
     """group -> (seeds x tasks) array over the tasks every group has, normalized by the reference's
-    per-task mean over seeds when given."""
+    per-task mean over seeds when given; also the tasks left out because that mean is not positive
+    (a ratio to 0, or to a negative return, means nothing)."""
     tasks = sorted(set.intersection(*({t for _, t in cells} for cells in table.values())))
     if not tasks:
         raise ValueError("the groups share no task: nothing to compare")
+    dropped: list[int] = []
     norm = None
     if reference is not None:
         if reference not in table:
             raise ValueError(f"reference group {reference!r} is not among the groups {sorted(table)}")
-        norm = np.array([np.mean([v for (s, t), v in table[reference].items() if t == task]) for task in tasks])
+        means = {task: float(np.mean([v for (s, t), v in table[reference].items() if t == task])) for task in tasks}
+        dropped = [task for task in tasks if not means[task] > 0]
+        tasks = [task for task in tasks if means[task] > 0]
+        if not tasks:
+            raise ValueError(f"reference group {reference!r} scores <= 0 on every task: nothing to normalize by")
+        norm = np.array([means[task] for task in tasks])
     out = {}
     for group, cells in table.items():
         seeds = sorted({s for s, t in cells if all((s, task) in cells for task in tasks)})
-        array = np.array([[cells[s, task] for task in tasks] for s in seeds], dtype=float)
+        array = np.array([[cells[s, task] for task in tasks] for s in seeds], dtype=float).reshape(len(seeds), len(tasks))
         out[group] = array / norm if norm is not None else array
-    return out, tasks
+    return out, tasks, dropped
 
 
 @contextlib.contextmanager
@@ -351,8 +358,9 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
     result: dict[str, Any] = {"groups": sorted({r.group for r in runs}), "iqm": {}, "improvement": {}, "gap": {}, "per_task": {}}
     for metric in METRICS:
         table = score_table(runs, metric)
-        scores, tasks = matrices(table, reference)
+        scores, tasks, dropped = matrices(table, reference)
         result["tasks"] = tasks
+        result.setdefault("dropped", {})[metric] = dropped
         result["per_task"][metric] = {g: {t: (float(np.mean([v for (s, tt), v in c.items() if tt == t])),
                                               float(np.std([v for (s, tt), v in c.items() if tt == t], ddof=1))
                                               if sum(1 for (s, tt) in c if tt == t) > 1 else 0.0) for t in tasks}
@@ -395,6 +403,9 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
                 gap = result["gap"].get(metric, {}).get(group, (math.nan, math.nan))
                 writer.writerow([group, metric, normalized, point, low, high, *p, *gap])
     lines = [f"# {title}", "", f"{len(runs)} runs, grouped by {', '.join(by)}; tasks {tasks}.", ""]
+    for metric, dropped in result.get("dropped", {}).items():
+        if dropped:
+            lines += [f"Left out of the normalized {metric} (the reference's mean is not positive there): tasks {dropped}.", ""]
     norm = f" (normalized by `{reference}` on the same task)" if normalized else ""
     for metric in METRICS:
         lines += [f"## {'Area under the curve' if metric == 'auc' else 'Return at the end of each task'}{norm}", ""]

@@ -102,6 +102,16 @@ def test_cusum_alarms_against_switches():
     assert stats_ == {"switches": 2, "alarms": 3, "hits": 1, "false_alarms": 2, "mean_delay": 20.0}
 
 
+def test_tasks_the_reference_never_scores_on_are_left_out_of_the_ratios(tmp_path):
+    make_run(tmp_path, "fresh_t0", "fresh", 0, {0: [0, 0]})
+    make_run(tmp_path, "fresh_t1", "fresh", 0, {1: [4, 6]}, first_task=1)
+    make_run(tmp_path, "none", "none", 0, {0: [3, 3], 1: [5, 5]})
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", reps=20, scalars=False, log=lambda *_: None)
+    assert result["tasks"] == [1] and result["dropped"]["auc"] == [0]
+    np.testing.assert_allclose(result["scores"]["auc"]["none"], [[1.0]])
+    assert "tasks [0]" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_confidence_intervals_are_repeatable():
     """rliable draws from numpy's global generator: the report seeds it, so the same runs give the same CIs."""
     rng = np.random.default_rng(0)

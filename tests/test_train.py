@@ -293,7 +293,7 @@ def test_multirun_with_the_joblib_launcher(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["env=Nope"], "Could not find 'env/Nope' Available options in 'env': Atari CartPole MuJoCo NonStationary"),
+        (["env=Nope"], "Could not find 'env/Nope' Available options in 'env': Atari CartPole MinAtar MinAtarSequence MuJoCo NonStationary"),
         (["env=Atari", "env.id=NoSuchGame-v5"], "env.id='NoSuchGame-v5'"),
         (["total_timesteps=0"], "total_timesteps=0 must be a positive integer"),
         (["total_timesteps=-3"], "total_timesteps=-3 must be a positive integer"),
