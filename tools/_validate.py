@@ -200,3 +200,24 @@ class Timer:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.start
+
+
+def collect(jobs: Iterable[Any], run_one, progress, verbose: bool) -> tuple[list[dict], list[dict]]:
+    """Run ``run_one(*job)`` for every job; its (curve rows, summary) gathered, a progress line each."""
+    rows: list[dict] = []
+    summaries: list[dict] = []
+    for job in jobs:
+        r, s = run_one(*job)
+        rows += r
+        summaries.append(s)
+        if verbose:
+            print(progress(s), flush=True)
+    return rows, summaries
+
+
+def write_outputs(out: Path, name: str, rows: list[dict], summaries: list[dict], text: str) -> list[str]:
+    """``curves.csv``, ``<name>.csv`` and ``<name>.md`` in ``out``; returns the file names written."""
+    write_csv(out / "curves.csv", rows)
+    write_csv(out / f"{name}.csv", summaries)
+    (out / f"{name}.md").write_text(text)
+    return ["curves.csv", f"{name}.csv", f"{name}.md"]

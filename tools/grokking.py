@@ -56,6 +56,7 @@ from plastic_rl.tools._validate import (
     IntervalMean,
     Timer,
     add_common,
+    collect,
     first_step,
     machine,
     markdown_table,
@@ -64,7 +65,7 @@ from plastic_rl.tools._validate import (
     prepare_out,
     pyplot,
     resolve_common,
-    write_csv,
+    write_outputs,
 )
 
 ARMS = ("baseline", "baseline+schedule", "nap", "elr", "late-elr")
@@ -729,24 +730,15 @@ def _progress(s: dict) -> str:
 def sweep(args: argparse.Namespace, out, command: str) -> int:
     """Every arm at every lr and seed, each stopped at 90% test accuracy; the ELR table, correlation, scatter."""
     timer = Timer()
-    rows, summaries = [], []
-    for lr in args.lrs:
-        for seed in args.seeds:
-            for arm in args.arms:
-                r, s = run(arm, seed, at_lr(args, arm, lr), stop_at=STOP_AT)
-                rows += r
-                summaries.append(s)
-                if args.verbose:
-                    print(_progress(s), flush=True)
+    jobs = [(arm, seed, at_lr(args, arm, lr)) for lr in args.lrs for seed in args.seeds for arm in args.arms]
+    rows, summaries = collect(jobs, lambda arm, seed, cfg: run(arm, seed, cfg, stop_at=STOP_AT), _progress, args.verbose)
     add_fixed_window(summaries, rows, args.steps)
-    write_csv(out / "curves.csv", rows)
-    write_csv(out / "sweep.csv", summaries)
     text = sweep_markdown(summaries, args, timer(), command)
-    (out / "sweep.md").write_text(text)
+    files = write_outputs(out, "sweep", rows, summaries, text)
     plot_scatter(summaries, out / "elr_scatter.png", args)
     if args.verbose:
         print(text)
-        print(f"wrote {out}/curves.csv, sweep.csv, sweep.md, elr_scatter.png")
+        print(f"wrote {out}/{', '.join(files)}, elr_scatter.png")
     return 0
 
 
@@ -757,22 +749,14 @@ def main(argv=None) -> int:
     if args.sweep:
         return sweep(args, out, command)
     timer = Timer()
-    rows, summaries = [], []
-    for seed in args.seeds:
-        for arm in args.arms:
-            r, s = run(arm, seed, args)
-            rows += r
-            summaries.append(s)
-            if args.verbose:
-                print(_progress(s), flush=True)
-    write_csv(out / "curves.csv", rows)
-    write_csv(out / "summary.csv", summaries)
+    rows, summaries = collect([(arm, seed) for seed in args.seeds for arm in args.arms], lambda arm, seed: run(arm, seed, args),
+                              _progress, args.verbose)  # fmt: skip
     text = summary_markdown(summaries, args, timer(), command)
-    (out / "summary.md").write_text(text)
+    files = write_outputs(out, "summary", rows, summaries, text)
     plot(rows, out / "curves.png", args)
     if args.verbose:
         print(text)
-        print(f"wrote {out}/curves.csv, summary.csv, summary.md, curves.png")
+        print(f"wrote {out}/{', '.join(files)}, curves.png")
     return 0
 
 

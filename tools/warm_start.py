@@ -65,6 +65,7 @@ from plastic_rl.tools._validate import (
     IntervalMean,
     Timer,
     add_common,
+    collect,
     machine,
     markdown_table,
     mean_spread,
@@ -73,7 +74,7 @@ from plastic_rl.tools._validate import (
     prepare_out,
     pyplot,
     resolve_common,
-    write_csv,
+    write_outputs,
 )
 
 ARMS = ("fresh", "warm", "warm+shrink-perturb", "warm+redo", "warm+elr", "warm+project", "warm+rewarm", "fresh+elr")
@@ -578,22 +579,14 @@ def sweep_pairs(args: argparse.Namespace) -> list[tuple[str, float]]:
 def sweep(args: argparse.Namespace, out: Path, command: str) -> int:
     timer = Timer()
     data = load_data(args)
-    rows, summaries = [], []
-    for seed in args.seeds:
-        for arm, lr in sweep_pairs(args):
-            r, s = run(arm, seed, data, argparse.Namespace(**{**vars(args), "lr": lr}))
-            rows += r
-            summaries.append(s)
-            if args.verbose:
-                print(_progress(s), flush=True)
-    write_csv(out / "curves.csv", rows)
-    write_csv(out / "sweep.csv", summaries)
+    jobs = [(arm, seed, argparse.Namespace(**{**vars(args), "lr": lr})) for seed in args.seeds for arm, lr in sweep_pairs(args)]
+    rows, summaries = collect(jobs, lambda arm, seed, cfg: run(arm, seed, data, cfg), _progress, args.verbose)
     text = sweep_markdown(summaries, rows, args, data, timer(), command)
-    (out / "sweep.md").write_text(text)
+    files = write_outputs(out, "sweep", rows, summaries, text)
     plot_sweep(summaries, rows, out, args, args.epochs * math.ceil(len(data.x) / args.batch))
     if args.verbose:
         print(text)
-        print(f"wrote {out}/curves.csv, sweep.csv, sweep.md, sweep.png")
+        print(f"wrote {out}/{', '.join(files)}, sweep.png")
     return 0
 
 
@@ -605,23 +598,15 @@ def main(argv=None) -> int:
         return sweep(args, out, command)
     timer = Timer()
     data = load_data(args)
-    rows, summaries = [], []
-    for seed in args.seeds:
-        for arm in args.arms:
-            r, s = run(arm, seed, data, args)
-            rows += r
-            summaries.append(s)
-            if args.verbose:
-                print(_progress(s), flush=True)
-    write_csv(out / "curves.csv", rows)
-    write_csv(out / "summary.csv", summaries)
+    rows, summaries = collect([(arm, seed) for seed in args.seeds for arm in args.arms],
+                              lambda arm, seed: run(arm, seed, data, args), _progress, args.verbose)  # fmt: skip
     text = summary_markdown(summaries, args, data, timer(), command, rows)
-    (out / "summary.md").write_text(text)
+    files = write_outputs(out, "summary", rows, summaries, text)
     change = args.epochs * math.ceil(len(data.x) / args.batch)
     plot(rows, out, args, change)
     if args.verbose:
         print(text)
-        print(f"wrote {out}/curves.csv, summary.csv, summary.md, curves.png, features.png")
+        print(f"wrote {out}/{', '.join(files)}, curves.png, features.png")
     return 0
 
 
