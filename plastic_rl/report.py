@@ -156,7 +156,8 @@ def score_table(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[int, i
 def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | None) -> tuple[dict[str, np.ndarray], list[int], list[int]]:
     """group -> (seeds x tasks) array over the tasks every group has, normalized by the reference's
     per-task mean over seeds when given; also the tasks left out because that mean is not positive
-    (a ratio to 0, or to a negative return, means nothing)."""
+    (a ratio to 0, or to a negative return, means nothing). If it is positive nowhere, the scores
+    stay raw (the third value is then every task)."""
     tasks = sorted(set.intersection(*({t for _, t in cells} for cells in table.values())))
     if not tasks:
         raise ValueError("the groups share no task: nothing to compare")
@@ -166,11 +167,13 @@ def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | No
         if reference not in table:
             raise ValueError(f"reference group {reference!r} is not among the groups {sorted(table)}")
         means = {task: float(np.mean([v for (s, t), v in table[reference].items() if t == task])) for task in tasks}
-        dropped = [task for task in tasks if not means[task] > 0]
-        tasks = [task for task in tasks if means[task] > 0]
-        if not tasks:
-            raise ValueError(f"reference group {reference!r} scores <= 0 on every task: nothing to normalize by")
-        norm = np.array([means[task] for task in tasks])
+        positive = [task for task in tasks if means[task] > 0]
+        if positive:  # else: nothing to normalize by (an untrained reference): raw scores, said in the report
+            dropped = [task for task in tasks if task not in positive]
+            tasks = positive
+            norm = np.array([means[task] for task in tasks])
+        else:
+            dropped = list(tasks)
     out = {}
     for group, cells in table.items():
         seeds = sorted({s for s, t in cells if all((s, task) in cells for task in tasks)})
@@ -404,7 +407,9 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
                 writer.writerow([group, metric, normalized, point, low, high, *p, *gap])
     lines = [f"# {title}", "", f"{len(runs)} runs, grouped by {', '.join(by)}; tasks {tasks}.", ""]
     for metric, dropped in result.get("dropped", {}).items():
-        if dropped:
+        if dropped == tasks:
+            lines += [f"The reference scores <= 0 on every task: {metric} is not normalized (raw returns).", ""]
+        elif dropped:
             lines += [f"Left out of the normalized {metric} (the reference's mean is not positive there): tasks {dropped}.", ""]
     norm = f" (normalized by `{reference}` on the same task)" if normalized else ""
     for metric in METRICS:

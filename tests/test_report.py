@@ -112,6 +112,14 @@ def test_tasks_the_reference_never_scores_on_are_left_out_of_the_ratios(tmp_path
     assert "tasks [0]" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_a_reference_that_never_scores_leaves_the_scores_raw(tmp_path):
+    make_run(tmp_path, "fresh_t0", "fresh", 0, {0: [0, 0]})
+    make_run(tmp_path, "none", "none", 0, {0: [3, 5]})
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", reps=20, scalars=False, log=lambda *_: None)
+    np.testing.assert_allclose(result["scores"]["auc"]["none"], [[4.0]])  # raw AUC, not a ratio to 0
+    assert "not normalized (raw returns)" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_confidence_intervals_are_repeatable():
     """rliable draws from numpy's global generator: the report seeds it, so the same runs give the same CIs."""
     rng = np.random.default_rng(0)
