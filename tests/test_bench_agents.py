@@ -120,3 +120,24 @@ def test_compare_intervals_are_rliable_iqm_and_repeatable():
     for arm, values in scores.items():
         iqm, low, high = first[arm]
         assert iqm == pytest.approx(metrics.aggregate_iqm(values)) and low <= iqm <= high
+
+
+def test_elr_trace_shows_projection_holding_the_norm(capsys):
+    """nap projects its normalized hidden layers back to their initial norm; none lets them grow."""
+    rows = bench_agents.main(["elr-trace", "--algos", "dqn", "--arms", "none", "nap", "--timesteps", "3000"])
+    out = capsys.readouterr().out
+    assert "param_norm" not in out and "ELR" in out
+    for arm in ("none", "nap"):
+        hidden = [r for r in rows if r["arm"] == arm and r["layer"] == "q_net.2"]
+        assert len(hidden) >= 2 and all(r["elr"] > 0 for r in hidden)
+        first, last = hidden[0]["param_norm"], hidden[-1]["param_norm"]
+        if arm == "nap":
+            assert last == pytest.approx(first, rel=1e-4)
+        else:
+            assert last > first * 1.05
+
+
+def test_elr_trace_refuses_sb3_arm():
+    with pytest.raises(SystemExit) as info:
+        bench_agents.main(["elr-trace", "--arms", "sb3"])
+    assert info.value.code == 2

@@ -3,6 +3,7 @@
     python -m plastic_rl.tools.bench_agents overhead [--steps N] [--rounds 15]
     python -m plastic_rl.tools.bench_agents learning [--seeds 0 1 2 3 4] [--timesteps 100000]
     python -m plastic_rl.tools.bench_agents gradstep [--steps 300]
+    python -m plastic_rl.tools.bench_agents elr-trace --algos dqn --arms none nap [--timesteps 20000]
     python -m plastic_rl.tools.bench_agents compare [--algos dqn sac] [--arms sb3 elr none] [--seeds 0 1 2 3 4]
                                                     [--csv bench_agents_compare.csv] [--reps 50000]
 
@@ -41,6 +42,10 @@ per (algo, arm), over seeds: the IQM of the final returns with its 95% stratifie
 (rliable), the same for each run's mean over all its evaluations (the area under the curve, steadier
 than one evaluation), where the IQM lies against SB3's CI, the per-seed final returns, the IQM curve,
 and whether ``none`` reproduced SB3's runs exactly (it computes what SB3 computes).
+
+elr-trace: one run per arm of the plastic agent at the same rl-zoo3 settings, printing each layer's
+parameter norm and ELR at a few points (from the agent's own ``plasticity/*`` log): why a preset learns
+differently from SB3's agent at an lr tuned for it.
 """
 
 from __future__ import annotations
@@ -520,9 +525,40 @@ def compare(args) -> list[dict]:
     return summary
 
 
+def elr_trace(algo: str, arms: list[str], timesteps: int, seed: int, points: int = 5) -> list[dict]:
+    """Why an arm learns differently: each network layer's parameter norm and ELR over one run, from the
+    agent's own ``plasticity/param_norm/*`` and ``plasticity/elr/*`` log (SB3's CSV writer). Without
+    projection a layer's norm grows and its ELR decays (the implicit lr decay an lr was tuned with);
+    projected, the ELR is set by the lr alone."""
+    import pandas as pd
+    from stable_baselines3.common.logger import configure
+
+    task = TASKS[algo]
+    rows = []
+    for arm in arms:
+        plasticity, overrides = parse_arm(arm)
+        if plasticity is None:
+            raise ValueError(f"elr-trace needs a plastic arm (the ELR is logged by the plastic agents), not {arm!r}")
+        n_envs, kwargs = hyperparams(task.zoo())
+        kwargs.update(overrides)
+        model = task.plastic("MlpPolicy", make_vec_env(task.env, n_envs=n_envs, seed=seed), seed=seed, plasticity=plasticity, **kwargs)
+        with tempfile.TemporaryDirectory() as folder:
+            model.set_logger(configure(folder, ["csv"]))
+            model.learn(timesteps)
+            log = pd.read_csv(Path(folder) / "progress.csv")
+        layers = sorted(c.split("/", 2)[2] for c in log.columns if c.startswith("plasticity/elr/"))
+        logged = log.dropna(subset=[f"plasticity/elr/{layers[0]}"])
+        for i in np.linspace(0, len(logged) - 1, min(points, len(logged))).round().astype(int):
+            entry = logged.iloc[i]
+            for layer in layers:
+                rows.append({"arm": arm, "step": int(entry["time/total_timesteps"]), "layer": layer,
+                             "param_norm": float(entry[f"plasticity/param_norm/{layer}"]), "elr": float(entry[f"plasticity/elr/{layer}"])})  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare"])
+    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace"])
     parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)")
     parser.add_argument("--rounds", type=int, default=0, help="overhead rounds (default 40 on CartPole, 15 on the image env)")
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
@@ -542,6 +578,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in ("steps", "rounds"):
         if getattr(args, name) < 0:
             parser.error(f"--{name}={getattr(args, name)} must be >= 1 (or 0 for the default)")
+    if args.part == "elr-trace" and any(arm.partition(":")[0] == "sb3" for arm in args.arms):
+        parser.error(f"elr-trace: --arms {' '.join(args.arms)} has sb3; the ELR is logged by the plastic agents, give presets (none, nap, elr, ...)")
     for arm in args.arms:
         try:
             parse_arm(arm)
@@ -555,6 +593,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     if args.part == "compare":
         rows = compare(args)
+    elif args.part == "elr-trace":
+        algo = args.algos[0]
+        rows = elr_trace(algo, args.arms, args.timesteps or 20_000, args.seeds[0])
+        print(f"# {algo} on {TASKS[algo].env}, seed {args.seeds[0]}: per layer, parameter norm and ELR (update norm / parameter norm)")
+        print(f"{'arm':<12} {'env step':>8} {'layer':<16} {'norm':>8} {'ELR':>9}")
+        for row in rows:
+            print(f"{row['arm']:<12} {row['step']:>8} {row['layer']:<16} {row['param_norm']:>8.2f} {row['elr']:>9.5f}")
     elif args.part == "gradstep":
         rows = gradstep(args.steps or 300)
         print(f"{'PPO gradient step, CartPole policy':<36} {'us':>7} {'x SB3':>6}")
