@@ -28,7 +28,7 @@ class PlasticityConfig:
     ``project``/``project_every``/``gains``: ``ELR`` projection of the scale-invariant layers.
     ``schedule``: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps), ``"cusum"``
     (restart when the training loss jumps) or ``"on-demand"`` (factor 1 until ``model.plasticity.rewarm()``,
-    e.g. from ``plastic_rl.envs.RewarmOnSwitch`` at a task switch); each (re)start warms up over
+    e.g. from ``plastic_rl.agents.callbacks.RewarmOnSwitch`` at a task switch); each (re)start warms up over
     ``warmup`` steps from ``floor`` to ``peak`` (factors of the agent's own lr) and decays back (cosine,
     over the rest of the period for cyclic, over ``decay`` steps otherwise). ``threshold``/``drift``:
     the CUSUM detector.
