@@ -7,8 +7,9 @@ effective learning rate lives on.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule
 from plastic_rl.norm import NORM_KINDS
@@ -154,6 +155,4 @@ def resolve_plasticity(plasticity: str | PlasticityConfig | Mapping[str, Any] | 
         if unknown:
             raise ValueError(f"plasticity fields {unknown} are unknown; accepted: preset, {', '.join(known)}")
         return dataclasses.replace(base, **overrides)
-    raise TypeError(
-        f"plasticity={plasticity!r} must be a preset name ({', '.join(PRESETS)}), a PlasticityConfig or a dict"
-    )
+    raise TypeError(f"plasticity={plasticity!r} must be a preset name ({', '.join(PRESETS)}), a PlasticityConfig or a dict")

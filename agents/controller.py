@@ -13,17 +13,18 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from plastic_rl import diagnostics, interventions
-from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 from plastic_rl.agents.config import PlasticityConfig
 from plastic_rl.agents.loss_tap import LossTap, tap_losses
 from plastic_rl.elr import ELR, scale_invariant_layers
+from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 
 Forward = Callable[[nn.Module, Any], Any]
 
@@ -204,7 +205,9 @@ class PlasticityController:
         """
         kind = self.config.intervention
         if kind is None:
-            raise RuntimeError("this agent's plasticity has no intervention; set plasticity={'intervention': 'redo'} (or 'shrink-perturb', 'reset')")
+            raise RuntimeError(
+                "this agent's plasticity has no intervention; set plasticity={'intervention': 'redo'} (or 'shrink-perturb', 'reset')"
+            )
         inputs = self._inputs() if kind == "redo" and self._inputs is not None else None
         if kind == "redo" and inputs is None:
             return {}

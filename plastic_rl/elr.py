@@ -33,7 +33,8 @@ and the re-warm schedules (``schedules``); their public names are re-exported he
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

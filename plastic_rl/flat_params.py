@@ -17,6 +17,7 @@ __all__ = ["FlatParams", "layer_slots", "norms"]
 DOT_ABOVE = 1 << 18  # elements; see norms
 ALIGN_BYTES = 64  # where each parameter starts in the flat buffer; see FlatParams.build
 
+
 def layer_slots(layer: nn.Module) -> list[tuple[nn.Module, str]]:
     """Weight and bias of a layer, as (module, attribute): see ``layers.layer_params`` for why jointly."""
     return [(layer, attr) for attr in ("weight", "bias") if isinstance(getattr(layer, attr, None), nn.Parameter)]

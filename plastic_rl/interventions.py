@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn

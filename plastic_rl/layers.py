@@ -9,8 +9,8 @@ most hand-written MLP/CNN code build networks; anything else can be named explic
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ back to their initial norm without changing the network, so the effective learni
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from torch import nn
 
@@ -64,8 +64,7 @@ def insert_norm(
     blocks = list(iter_blocks(module))
     if not blocks:
         raise ValueError(
-            f"{type(module).__name__} has no Linear/Conv layer to normalize "
-            f"(accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)})"
+            f"{type(module).__name__} has no Linear/Conv layer to normalize (accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)})"
         )
     candidates = [b for b in blocks if b.activation is not None or b.norm is not None]
     if not candidates:

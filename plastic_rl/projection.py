@@ -7,7 +7,8 @@ the projected parameters (``projected_parameters``). ``ELR`` applies the same ru
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,9 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
         result.setdefault("scores", {})[metric] = scores
     alarms = {}
     for run in runs:
-        stats = alarm_stats(run, int(run.config.get("env.kwargs.switch_every", 0) or 0), int(run.config.get("total_timesteps", 0)), hit_window)
+        stats = alarm_stats(
+            run, int(run.config.get("env.kwargs.switch_every", 0) or 0), int(run.config.get("total_timesteps", 0)), hit_window
+        )
         if stats is not None:
             alarms.setdefault(run.group, []).append(stats)
     result["alarms"] = alarms
@@ -127,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline", default=None, help="group for the probability of improvement (e.g. none)")
     parser.add_argument("--out", default="report", help="output folder (default: ./report)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
-    parser.add_argument("--hit-window", type=float, default=0.2, help="CUSUM: a hit is an alarm within this fraction of a task after a switch")
+    parser.add_argument(
+        "--hit-window", type=float, default=0.2, help="CUSUM: a hit is an alarm within this fraction of a task after a switch"
+    )
     parser.add_argument("--no-scalars", action="store_true", help="skip reading TensorBoard (faster)")
     parser.add_argument("--task-key", default=None, help="config key naming the task of stationary runs (e.g. env.id)")
     args = parser.parse_args(argv)

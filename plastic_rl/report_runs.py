@@ -7,9 +7,10 @@ Its own module so that the numbers (``report_stats``) and the writers (``report_
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such directory")
-        candidates = [path] if (path / ".hydra" / "config.yaml").is_file() else sorted(p.parent.parent for p in path.rglob(".hydra/config.yaml"))
+        candidates = (
+            [path] if (path / ".hydra" / "config.yaml").is_file() else sorted(p.parent.parent for p in path.rglob(".hydra/config.yaml"))
+        )
         found += [p for p in candidates if (p / "evaluations.csv").is_file()]
     return sorted(dict.fromkeys(found))
 

@@ -11,7 +11,8 @@ import contextlib
 import math
 import warnings
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,9 @@ def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: i
     return {g: (float(np.squeeze(point[g])), float(np.squeeze(ci[g][0])), float(np.squeeze(ci[g][1]))) for g in pairs}
 
 
-def plasticity_gap(table: dict[str, dict[tuple[int, int], float]], reference: str, metric_tasks: list[int]) -> dict[str, tuple[float, float]]:
+def plasticity_gap(
+    table: dict[str, dict[tuple[int, int], float]], reference: str, metric_tasks: list[int]
+) -> dict[str, tuple[float, float]]:
     """group -> (mean, sample std over seeds) of reference minus group on the late half of the tasks (returns)."""
     late = metric_tasks[len(metric_tasks) // 2 :]
     ref = {t: np.mean([v for (s, task), v in table[reference].items() if task == t]) for t in late}

@@ -11,8 +11,9 @@ is a forward-pass analysis, independent of how the edit is then made.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +36,7 @@ class Segment:
     units: int
     positions: int
 
-    def shifted(self, by: int) -> "Segment":
+    def shifted(self, by: int) -> Segment:
         return Segment(self.source, self.start + by, self.units, self.positions)
 
 

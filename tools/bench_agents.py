@@ -56,8 +56,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -523,17 +524,34 @@ def compare(args) -> list[dict]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare"])
-    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)"
+    )
     parser.add_argument("--rounds", type=int, default=0, help="overhead rounds (default 40 on CartPole, 15 on the image env)")
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--timesteps", type=int, default=None, help="env steps per run (learning: 100000; compare: rl-zoo3's budget)")
-    parser.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (learning: 10000; compare: a tenth of the budget)")
+    parser.add_argument(
+        "--eval-freq", type=int, default=None, help="env steps between evaluations (learning: 10000; compare: a tenth of the budget)"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small networks)")
-    parser.add_argument("--algos", nargs="+", default=["dqn", "sac"], choices=list(TASKS), help="compare: algorithms (dqn: CartPole-v1, sac: Pendulum-v1, ppo: CartPole-v1)")
-    parser.add_argument("--arms", nargs="+", default=["sb3", "elr", "none"], help="compare: sb3 (SB3's class) or a plasticity preset, optionally preset:key=value,...")
-    parser.add_argument("--csv", default="bench_agents_compare.csv", help="compare: finished runs are appended here; runs already in it are skipped")
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=["dqn", "sac"],
+        choices=list(TASKS),
+        help="compare: algorithms (dqn: CartPole-v1, sac: Pendulum-v1, ppo: CartPole-v1)",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["sb3", "elr", "none"],
+        help="compare: sb3 (SB3's class) or a plasticity preset, optionally preset:key=value,...",
+    )
+    parser.add_argument(
+        "--csv", default="bench_agents_compare.csv", help="compare: finished runs are appended here; runs already in it are skipped"
+    )
     parser.add_argument("--reps", type=int, default=50_000, help="compare: bootstrap replications (rliable's default)")
     args = parser.parse_args(argv)
     for name in ("timesteps", "eval_freq", "episodes", "threads", "reps"):
@@ -561,7 +579,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             print(f"{row['arm']:<36} {row['us']:>7.0f} {row['ratio']:>6.3f}")
     elif args.part == "overhead":
-        print(f"{'env':<12} {'policy':<10} {'rounds':>6} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'ratio IQR':>12} {'control (none)':>15}")
+        print(
+            f"{'env':<12} {'policy':<10} {'rounds':>6} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'ratio IQR':>12} {'control (none)':>15}"
+        )
         for env_name in args.envs:
             zoo = ZOO_ATARI if env_name == "atari-sized" else ZOO_CARTPOLE
             rounds = args.rounds or (15 if env_name == "atari-sized" else 40)

@@ -147,27 +147,37 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.interventions:
-        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
-              "256 observations, arms taking turns")
-        print(f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}")
+        print(
+            f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
+            "256 observations, arms taking turns"
+        )
+        print(
+            f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}"
+        )
         rows = []
         for kind in args.models:
             row = intervention_costs(kind, args.repeats or (50 if kind == "mlp" else 10))
             rows.append(row)
             step = row["gradient step"]
-            print(f"{kind:<6} {1e3 * step:>10.2f} {1e3 * row['redo']:>8.2f} {row['redo'] / step:>7.2f} "
-                  f"{1e3 * row['shrink_perturb']:>15.2f} {row['shrink_perturb'] / step:>7.2f} "
-                  f"{1e3 * row['reset heads']:>12.2f} {row['reset heads'] / step:>7.2f}")
+            print(
+                f"{kind:<6} {1e3 * step:>10.2f} {1e3 * row['redo']:>8.2f} {row['redo'] / step:>7.2f} "
+                f"{1e3 * row['shrink_perturb']:>15.2f} {row['shrink_perturb'] / step:>7.2f} "
+                f"{1e3 * row['reset heads']:>12.2f} {row['reset heads'] / step:>7.2f}"
+            )
         return rows
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
-          f"median step time of each arm, arms interleaved step by step")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+        f"median step time of each arm, arms interleaved step by step"
+    )
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")
     rows = []
     for kind in args.models:
         row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
         rows.append(row)
-        print(f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
-              f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}")
+        print(
+            f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
+            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}"
+        )
     return rows
 
 

@@ -64,8 +64,10 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
                     w0 = diag["weight_norm/0"]  # weight and bias jointly: what ELR projects
                     rate = f"{elr.metrics()['elr/0']:.2e}" if elr is not None else "-"
                     factor = f"{elr.metrics()['lr_factor']:.2f}" if elr is not None else "-"
-                    print(f"{step:>6} {name:<5} {loss.item():>8.4f} {w0:>8.3f} {rate:>9} {factor:>5} "
-                          f"{diag['dormant_ratio']:>8.3f} {diag['srank']:>6.1f}")
+                    print(
+                        f"{step:>6} {name:<5} {loss.item():>8.4f} {w0:>8.3f} {rate:>9} {factor:>5} "
+                        f"{diag['dormant_ratio']:>8.3f} {diag['srank']:>6.1f}"
+                    )
                     results[name] = {"loss": loss.item(), "weight_norm_0": w0, **diag}
     alarms = ", ".join(str(a) for a in schedule.alarms) or "none"
     switches = ", ".join(str(k * cfg.steps_per_task) for k in range(1, cfg.tasks))

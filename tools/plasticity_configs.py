@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.resources
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -43,7 +44,9 @@ def stale(where: Path | None = None) -> list[str]:
     where = folder() if where is None else where
     out = [f"{name}.yaml" for name in PRESETS if not (where / f"{name}.yaml").is_file()]
     out += [p.name for p in sorted(where.glob("*.yaml")) if p.stem not in PRESETS]
-    out += [f"{name}.yaml" for name in PRESETS if (where / f"{name}.yaml").is_file() and (where / f"{name}.yaml").read_text() != render(name)]
+    out += [
+        f"{name}.yaml" for name in PRESETS if (where / f"{name}.yaml").is_file() and (where / f"{name}.yaml").read_text() != render(name)
+    ]
     return out
 
 
