@@ -204,6 +204,7 @@ class EvalCallback(BaseCallback):
                 evaluation.set_task(task)
             returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
                                                deterministic=self.deterministic, return_episode_rewards=True, warn=self.warn)  # fmt: skip
+            assert isinstance(returns, list) and isinstance(lengths, list)  # return_episode_rewards=True: per episode
             mean, std = float(np.mean(returns)), float(np.std(returns))
             if task == current:
                 self.last_mean_reward, self.last_std_reward = mean, std
@@ -300,17 +301,18 @@ class OnTaskSwitch(BaseCallback):
         switch = next((info["task_switch"] for info in infos if "task_switch" in info), None)
         if switch is None:
             return True
+        plasticity: Any = self.model.plasticity  # type: ignore[attr-defined]  # checked in _init_callback
         self.switches.append(self.num_timesteps)
         self.logger.record("env/task_index", switch)
         done = []
         if self._rewarming:
-            self.model.plasticity.rewarm()
+            plasticity.rewarm()
             self.rewarms.append(self.num_timesteps)
             done.append("re-warmed")
         if self._intervening:
-            self.model.plasticity.intervene()
+            plasticity.intervene()
             self.interventions.append(self.num_timesteps)
-            done.append(self.model.plasticity.config.intervention)
+            done.append(plasticity.config.intervention)
         if self.verbose:
             print(f"task switch -> {switch} at step {self.num_timesteps}" + (f" ({', '.join(done)})" if done else ""))
         return True

@@ -127,7 +127,7 @@ class PlasticityController:
     def alarms(self) -> int | None:
         """How many times the CUSUM detector re-warmed (None without a CUSUM schedule)."""
         schedule = self.elrs[self.primary].schedule
-        return len(schedule.alarms) if hasattr(schedule, "alarms") else None
+        return len(schedule.alarms) if hasattr(schedule, "alarms") else None  # type: ignore[union-attr]
 
     @property
     def lr_factor(self) -> float:
@@ -218,9 +218,9 @@ class PlasticityController:
         self._intervened_at = self.elrs[self.primary].steps
         prefix = kind
         total = 0
-        for net, layers in report.items():
+        for net_name, layers in report.items():
             for layer, units in layers.items():
-                self._intervention_log[f"{prefix}/units_reset/{self._key(net, layer)}"] = units
+                self._intervention_log[f"{prefix}/units_reset/{self._key(net_name, layer)}"] = units
                 total += units
         self._intervention_log[f"{prefix}/units_reset"] = total
         self._intervention_log[f"{prefix}/count"] = self.interventions

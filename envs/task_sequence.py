@@ -75,7 +75,7 @@ def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") ->
         name = (
             env_id
             + (f"/{_physics_name(physics)}" if physics is not None else "")
-            + (f"/perm{venv.perm.tolist()}" if perm is not None else "")
+            + (f"/perm{venv.perm.tolist()}" if perm is not None else "")  # type: ignore[attr-defined]
         )
     return str(name), venv
 
@@ -205,7 +205,7 @@ class TaskSequence(VecEnv):
             new = (self.task_index + 1) % len(self.tasks)
             for i in range(self.num_envs):
                 if not dones[i]:
-                    infos[i]["terminal_observation"] = obs[i]
+                    infos[i]["terminal_observation"] = obs[i]  # type: ignore[index]
                     infos[i]["TimeLimit.truncated"] = True
                 infos[i]["task_switch"] = new
             dones = np.ones(self.num_envs, dtype=bool)

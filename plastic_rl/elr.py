@@ -102,12 +102,12 @@ class ELR:
         self.gains = gains
         exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
-        blocks, chosen, gains = select(model, exclude, include, self.project, self.gains)
+        blocks, chosen, gain_groups = select(model, exclude, include, self.project, self.gains)
         names = [b.name for b in blocks]
         # Buffer layout: [measured, not projected | measured and projected | projected gains], so the
         # measured groups are a prefix and the projected ones a suffix: slices, not gathers, per step.
         free = [b for b in blocks if b not in chosen]
-        groups = [(b.name, layer_slots(b.layer)) for b in free + chosen] + gains
+        groups = [(b.name, layer_slots(b.layer)) for b in free + chosen] + gain_groups
         self._flat = FlatParams(groups)
         self._n_measured = len(blocks)
         self._first_projected = len(free)

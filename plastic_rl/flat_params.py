@@ -42,7 +42,7 @@ class FlatParams:
         self.build()
 
     def current(self) -> list[list[nn.Parameter]]:
-        return [[module._parameters[attr] for module, attr in slots] for slots in self.slots]
+        return [[module._parameters[attr] for module, attr in slots] for slots in self.slots]  # type: ignore[misc]  # slots hold parameters
 
     def build(self) -> None:
         """(Re)allocate the buffer from the parameters' current values and point them into it."""
@@ -97,7 +97,7 @@ class FlatParams:
         # ``_parameters[attr]`` rather than getattr (nn.Module.__getattr__ is slow), and map() over
         # builtins rather than a generator: this runs before every optimizer step.
         current = [module._parameters.get(attr) for module, attr in self.flat_slots]
-        if all(map(operator.is_, current, self.params)) and list(map(torch.Tensor.data_ptr, current)) == self.ptrs:
+        if all(map(operator.is_, current, self.params)) and list(map(torch.Tensor.data_ptr, current)) == self.ptrs:  # type: ignore[arg-type]
             return False
         self.build()
         return True
@@ -123,4 +123,4 @@ def norms(views: list[torch.Tensor]) -> torch.Tensor:
     if small:
         for i, n in zip(small, torch._foreach_norm([views[i] for i in small])):
             out[i] = n
-    return torch.stack(out).float()
+    return torch.stack(out).float()  # type: ignore[arg-type]  # every entry is set above

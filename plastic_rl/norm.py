@@ -9,6 +9,7 @@ back to their initial norm without changing the network, so the effective learni
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
@@ -27,7 +28,7 @@ def make_norm(layer: nn.Module, kind: str = "layer", affine: bool = True) -> nn.
     if kind not in NORM_KINDS:
         raise ValueError(f"kind={kind!r} is not a normalization kind; accepted: {', '.join(NORM_KINDS)}")
     weight = layer.weight
-    factory = {"device": weight.device, "dtype": weight.dtype}
+    factory: dict[str, Any] = {"device": weight.device, "dtype": weight.dtype}
     if isinstance(layer, nn.Linear):
         features = layer.out_features
         if kind == "layer":
@@ -74,7 +75,7 @@ def insert_norm(
         )
     for block in candidates:
         if block.norm is None and not matches(block.name, exclude):
-            _insert_after(block.container, block.layer, make_norm(block.layer, kind, affine))
+            _insert_after(block.container, block.layer, make_norm(block.layer, kind, affine))  # type: ignore[arg-type]  # an activation or norm follows: in a Sequential
     return module
 
 

@@ -20,7 +20,9 @@ __all__ = ["GAIN_MODES", "select", "scale_invariant_layers", "projected_paramete
 GAIN_MODES = ("project", "none")
 
 
-def select(model: nn.Module, exclude: tuple[str, ...], include: Any, project: bool, gains: str):
+def select(
+    model: nn.Module, exclude: tuple[str, ...], include: Any, project: bool, gains: str
+) -> tuple[list[Any], list[Any], list[tuple[str, list[Any]]]]:
     """ELR's rule: (every block, the projected blocks, the projected gain groups) of ``model``."""
     blocks = list(iter_blocks(model))
     if not blocks:
@@ -80,4 +82,4 @@ def projected_parameters(
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     _, chosen, gain_groups = select(model, exclude, include, True, gains)
     slots = [slot for b in chosen for slot in layer_slots(b.layer)] + [slot for _, group in gain_groups for slot in group]
-    return [module._parameters[attr] for module, attr in slots]
+    return [module._parameters[attr] for module, attr in slots]  # type: ignore[misc]  # slots hold parameters

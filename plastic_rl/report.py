@@ -108,7 +108,7 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
         if reference is not None:
             result["gap"][metric] = plasticity_gap(table, reference, tasks)
         result.setdefault("scores", {})[metric] = scores
-    alarms = {}
+    alarms: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         stats = alarm_stats(
             run, int(run.config.get("env.kwargs.switch_every", 0) or 0), int(run.config.get("total_timesteps", 0)), hit_window

@@ -52,7 +52,7 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
     fig.savefig(written[-1], dpi=80)
     plt.close(fig)
 
-    curves = defaultdict(lambda: defaultdict(list))  # group -> step -> returns over seeds
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))  # group -> step -> returns over seeds
     for run in runs:
         for segment in run.segments:
             for step, value in zip(segment.steps, segment.returns):
@@ -75,13 +75,13 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
         fig, axes = plt.subplots(1, len(tracked), figsize=(5 * len(tracked), 3.8), squeeze=False)
         for ax, tag in zip(axes[0], tracked):
             for group in groups:
-                points = defaultdict(list)
+                by_step: dict[int, list[float]] = defaultdict(list)
                 for run in (r for r in runs if r.group == group):
                     for step, value in run.scalars.get(tag, []):
-                        points[step].append(value)
-                if points:
-                    steps = sorted(points)
-                    ax.plot(steps, [np.mean(points[s]) for s in steps], label=group, lw=1, color=colors[group])
+                        by_step[step].append(value)
+                if by_step:
+                    steps = sorted(by_step)
+                    ax.plot(steps, [np.mean(by_step[s]) for s in steps], label=group, lw=1, color=colors[group])
             ax.set_title(tag)
             ax.set_xlabel("env steps")
             ax.set_yscale("log" if tag.endswith("/elr") else "linear")

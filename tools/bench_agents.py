@@ -153,7 +153,7 @@ class RecordEval(BaseCallback):
         self.points: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
-        self.points.append((self.num_timesteps, float(self.parent.last_mean_reward)))
+        self.points.append((self.num_timesteps, float(self.parent.last_mean_reward)))  # type: ignore[union-attr]
         return True
 
 
@@ -236,7 +236,7 @@ def hparams_file(name: str) -> dict:
 
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(str(files("plastic_rl.configs") / "hparams" / f"{name}.yaml")), resolve=True)
+    return OmegaConf.to_container(OmegaConf.load(str(files("plastic_rl.configs") / "hparams" / f"{name}.yaml")), resolve=True)  # type: ignore[return-value]
 
 
 class Task:
@@ -304,7 +304,7 @@ class Evaluate(BaseCallback):
 
     def evaluate(self) -> None:
         returns, _ = evaluate_policy(self.model, self.env, n_eval_episodes=self.episodes, deterministic=True, return_episode_rewards=True)
-        self.points.append((self.model.num_timesteps, [float(r) for r in returns]))
+        self.points.append((self.model.num_timesteps, [float(r) for r in returns]))  # type: ignore[union-attr]
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps >= self.next:
@@ -418,11 +418,11 @@ def iqm_summary(rows: list[dict], reps: int) -> list[dict]:
     (the area under the curve, steadier than one evaluation), each with its 95% CI; and the IQM curve."""
     summary = []
     for algo in dict.fromkeys(r["algo"] for r in rows):
-        runs = {}
+        runs: dict[str, list[Any]] = {}
         for row in sorted((r for r in rows if r["algo"] == algo), key=lambda r: r["seed"]):
             runs.setdefault(row["arm"], []).append(row)
         final = iqm_with_ci({arm: [r["final"] for r in rs] for arm, rs in runs.items()}, reps)
-        area = iqm_with_ci({arm: [np.mean([v for _, v in curve_of(r)]) for r in rs] for arm, rs in runs.items()}, reps)
+        area = iqm_with_ci({arm: [np.mean([v for _, v in curve_of(r)]) for r in rs] for arm, rs in runs.items()}, reps)  # type: ignore[misc]
         for arm, rs in runs.items():
             summary.append({
                 "algo": algo, "env": rs[0]["env"], "timesteps": rs[0]["timesteps"], "arm": arm, "n": len(rs),

@@ -97,13 +97,13 @@ def make_suite(args: argparse.Namespace) -> Suite:
             return Suite("minatar", ["env=MinAtar", "agent=dqn", f"total_timesteps={steps}", *common], lr=1e-4, tasks=len(games),
                          steps_per_task=steps, optimizer_steps_per_task=opt_steps // 5, sequence=False, task_values=games)  # fmt: skip
         if args.suite == "minatar-sequence":
-            games = ",".join([g.strip() for g in args.games.split(",") if g.strip()][: args.tasks])
-            n = len(games.split(","))
+            games = ",".join([g.strip() for g in args.games.split(",") if g.strip()][: args.tasks])  # type: ignore[assignment]
+            n = len(games.split(","))  # type: ignore[attr-defined]
             return Suite("minatar-sequence", ["env=MinAtarSequence", "agent=dqn", f"env.id='{games}'", f"env.kwargs.switch_every={steps}",
                                               f"total_timesteps={n * steps}", *common],
                          lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
-        games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"
-        n = len(games.split(","))
+        games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"  # type: ignore[assignment]
+        n = len(games.split(","))  # type: ignore[attr-defined]
         return Suite("atari-sequence", ["env=Atari", "agent=dqn", "env.factory=atari_sequence", f"env.id='{games}'",
                                         f"+env.kwargs.switch_every={steps}", "+env.eval_kwargs.switch_every=0",
                                         f"total_timesteps={n * steps}", *common],

@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     arms = {"adam": (plain, torch.optim.Adam(plain.parameters(), lr=cfg.lr), None)}
     opt = torch.optim.Adam(normalized.parameters(), lr=cfg.lr)
     schedule = CusumRewarm(**cfg.cusum)
-    arms["elr"] = (normalized, opt, ELR(normalized, opt, schedule=schedule))
+    arms["elr"] = (normalized, opt, ELR(normalized, opt, schedule=schedule))  # type: ignore[assignment]
     probe = torch.randn(512, cfg.input_dim, generator=torch.Generator().manual_seed(cfg.seed))
     data = torch.Generator().manual_seed(cfg.seed + 1)
     results: dict[str, dict[str, float]] = {}

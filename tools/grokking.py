@@ -535,10 +535,10 @@ def spearman_rows(summaries: list[dict], budget: int) -> list[list]:
     fixed = "elr_fixed" in summaries[0]
     rows = []
     for label, select in groups:
-        r = spearman(summaries, budget, **select)
+        r = spearman(summaries, budget, **select)  # type: ignore[arg-type]
         if r["n"]:
             rows.append(
-                [label, r["n"], r["censored"], *_rho(r), *(_rho(spearman(summaries, budget, key="elr_fixed", **select)) if fixed else [])]
+                [label, r["n"], r["censored"], *_rho(r), *(_rho(spearman(summaries, budget, key="elr_fixed", **select)) if fixed else [])]  # type: ignore[arg-type]
             )
     return rows
 

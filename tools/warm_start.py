@@ -167,7 +167,7 @@ def subset(n: int, fraction: float, seed: int) -> torch.Tensor:
 
 def build_model(features: int, classes: int, hidden: int = 256) -> nn.Sequential:
     net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
-    return insert_norm(net, kind="layer")  # Linear -> LayerNorm -> ReLU; the read-out stays linear
+    return insert_norm(net, kind="layer")  # type: ignore[return-value]  # Linear -> LayerNorm -> ReLU; the read-out stays linear
 
 
 @torch.no_grad()
@@ -188,7 +188,7 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, foreach=True)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd, foreach=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd, foreach=True)  # type: ignore[assignment]
     warmup = round(cfg.warmup * phase_steps)
     schedule = None
     if rewarm:
