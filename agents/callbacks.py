@@ -8,6 +8,11 @@ time: an event fires at the first step at or after its multiple.
 
 Files are written to a temporary name (``.tmp_<name>``) and renamed, so a kill never leaves a
 half-written file under a real name; readers skip the temporary names.
+
+``OnTaskSwitch`` (and its re-warm-only form ``RewarmOnSwitch``) re-warms and/or runs the agent's
+intervention when a ``TaskSequence`` switches task. It lives here, not in ``plastic_rl.envs``, because
+it acts on the agent (``model.plasticity``); the env only announces the switch (``infos["task_switch"]``).
+``plastic_rl.envs`` still re-exports both names.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -197,6 +204,7 @@ class EvalCallback(BaseCallback):
                 evaluation.set_task(task)
             returns, lengths = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes,
                                                deterministic=self.deterministic, return_episode_rewards=True, warn=self.warn)  # fmt: skip
+            assert isinstance(returns, list) and isinstance(lengths, list)  # return_episode_rewards=True: per episode
             mean, std = float(np.mean(returns)), float(np.std(returns))
             if task == current:
                 self.last_mean_reward, self.last_std_reward = mean, std
@@ -241,3 +249,82 @@ def write_evaluations(path: Path, rows: list[dict[str, Any]]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write((path, write))
+
+
+# -- task switches ---------------------------------------------------------------------------------
+class OnTaskSwitch(BaseCallback):
+    """At every step whose infos carry ``"task_switch"``: ``model.plasticity.rewarm()`` and/or ``.intervene()``.
+
+    :param rewarm: True/False re-warm or not; None (default) follows the training env's
+        ``rewarm_on_switch`` attribute (``TaskSequence(..., rewarm_on_switch=...)``; True if absent).
+    :param intervene: run the agent's configured intervention (``plasticity={"intervention": "redo",
+        "every": 0}``: ReDo, Shrink & Perturb or a reset) at every switch.
+    :param verbose: 1 prints a line at every switch (what was done there); 0 prints nothing.
+
+    Either way each switch is logged (``env/task_index``) and noted in ``self.switches``
+    (``model.num_timesteps`` at the switch); ``self.rewarms`` and ``self.interventions`` list the ones
+    acted on. An agent without ``model.plasticity`` (plain SB3) is refused at the start of training; an
+    agent whose plasticity has no re-warm schedule (presets ``none``, ``nap``) or no intervention gets a
+    warning and that part is left out, so a sweep over presets runs with the same callback. The
+    intervention runs between rollouts, never inside ``train()``.
+    """
+
+    def __init__(self, rewarm: bool | None = None, intervene: bool = False, verbose: int = 0):
+        super().__init__(verbose)
+        self.rewarm = rewarm
+        self.intervene = intervene
+        self.switches: list[int] = []
+        self.rewarms: list[int] = []
+        self.interventions: list[int] = []
+        self._rewarming = self._intervening = False
+
+    def _init_callback(self) -> None:
+        plasticity = getattr(self.model, "plasticity", None)
+        name = type(self).__name__
+        if plasticity is None:
+            raise TypeError(f"{name} needs a plastic_rl agent (model.plasticity); {type(self.model).__name__} has none")
+        rewarm = self.rewarm
+        if rewarm is None:
+            rewarm = bool(getattr(self.training_env.unwrapped, "rewarm_on_switch", True))
+        config = plasticity.config
+        if rewarm and config.schedule is None:
+            warnings.warn(f"{name}: this agent's plasticity has no re-warm schedule; it is not re-warmed at task switches", stacklevel=2)
+            rewarm = False
+        intervene = self.intervene
+        if intervene and config.intervention is None:
+            warnings.warn(f"{name}: this agent's plasticity has no intervention; none runs at task switches", stacklevel=2)
+            intervene = False
+        self._rewarming, self._intervening = rewarm, intervene
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or ()
+        switch = next((info["task_switch"] for info in infos if "task_switch" in info), None)
+        if switch is None:
+            return True
+        plasticity: Any = self.model.plasticity  # type: ignore[attr-defined]  # checked in _init_callback
+        self.switches.append(self.num_timesteps)
+        self.logger.record("env/task_index", switch)
+        done = []
+        if self._rewarming:
+            plasticity.rewarm()
+            self.rewarms.append(self.num_timesteps)
+            done.append("re-warmed")
+        if self._intervening:
+            plasticity.intervene()
+            self.interventions.append(self.num_timesteps)
+            done.append(plasticity.config.intervention)
+        if self.verbose:
+            print(f"task switch -> {switch} at step {self.num_timesteps}" + (f" ({', '.join(done)})" if done else ""))
+        return True
+
+
+class RewarmOnSwitch(OnTaskSwitch):
+    """``OnTaskSwitch`` that only re-warms.
+
+    :param enabled: True/False re-warm or not; None (default) follows the training env's
+        ``rewarm_on_switch`` attribute (``OnTaskSwitch``'s ``rewarm``).
+    :param verbose: 1 prints a line at every switch; 0 prints nothing.
+    """
+
+    def __init__(self, enabled: bool | None = None, verbose: int = 0):
+        super().__init__(rewarm=enabled, intervene=False, verbose=verbose)

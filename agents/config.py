@@ -7,8 +7,9 @@ effective learning rate lives on.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule
 from plastic_rl.norm import NORM_KINDS
@@ -21,28 +22,47 @@ INTERVENTIONS = (None, "redo", "shrink-perturb", "reset")
 class PlasticityConfig:
     """What the agent does to keep its networks plastic.
 
-    ``norm``: normalization inserted before each hidden nonlinearity (``"layer"``, ``"rms"``, None);
-    ``affine``: whether it has learnable gains and biases. Off by default: the next layer can rescale
-    anyway, and on SB3's small networks the extra parameter tensors cost more than the
-    normalization itself (a PPO gradient step: +13% without them, +39% with; tools/bench_agents).
-    ``project``/``project_every``/``gains``: ``ELR`` projection of the scale-invariant layers.
-    ``schedule``: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps), ``"cusum"``
-    (restart when the training loss jumps) or ``"on-demand"`` (factor 1 until ``model.plasticity.rewarm()``,
-    e.g. from ``plastic_rl.envs.RewarmOnSwitch`` at a task switch); each (re)start warms up over
-    ``warmup`` steps from ``floor`` to ``peak`` (factors of the agent's own lr) and decays back (cosine,
-    over the rest of the period for cyclic, over ``decay`` steps otherwise). ``threshold``/``drift``:
-    the CUSUM detector.
-    ``measure_every``: optimizer steps between ELR measurements; 0 (default) measures the first
-    optimizer step of every ``train()`` call, which is what gets logged (``ELR.measure_next``).
-    ``intervention``: a standard plasticity intervention (``plastic_rl.interventions``) on every
-    network: ``"redo"`` (recycle the ``redo_tau``-dormant units of a batch of recent observations),
-    ``"shrink-perturb"`` (theta <- ``shrink`` theta + ``perturb`` theta_fresh) or ``"reset"``
-    (re-initialize ``reset_layers``: ``"heads"``, the output layers; ``"all"``; or comma-separated
-    layer names/patterns), run after every ``every``-th optimizer step of the primary network
-    (0: only when asked, ``model.plasticity.intervene()``, e.g. at each task switch). Target networks
-    receive the same edit on the same entries.
-    With ``norm=None, project=False, schedule=None`` ("none") the agent is exactly its SB3 parent; the
-    ELR is still measured and logged, which changes no parameter.
+    Schedules and intervention periods count optimizer steps (module docstring). With ``norm=None,
+    project=False, schedule=None`` (preset ``"none"``) the agent is exactly its SB3 parent; the ELR is
+    still measured and logged, which changes no parameter.
+
+    :param norm: normalization inserted before each hidden nonlinearity: ``"layer"``, ``"rms"`` or None.
+    :param affine: whether the inserted normalization has learnable gains and biases. Off by default:
+        the next layer can rescale anyway, and on SB3's small networks the extra parameter tensors cost
+        more than the normalization itself (a PPO gradient step: +13% without them, +39% with;
+        tools/bench_agents).
+    :param project: ``ELR`` projection: pin every scale-invariant layer (a Linear/Conv followed by the
+        normalization) to its initial norm, so its effective learning rate is set by the lr alone.
+        Needs ``norm``.
+    :param project_every: optimizer steps between projections.
+    :param gains: ``"project"`` also projects each normalization gain vector to its initial norm;
+        ``"none"`` leaves the gains to the optimizer.
+    :param schedule: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps), ``"cusum"``
+        (restart when the training loss jumps) or ``"on-demand"`` (factor 1 until
+        ``model.plasticity.rewarm()``, e.g. from ``plastic_rl.agents.callbacks.RewarmOnSwitch`` at a task
+        switch).
+    :param period: ``"cyclic"``: optimizer steps between restarts (warm-up plus cosine decay).
+    :param warmup: optimizer steps of each (re)start's linear warm-up from ``floor`` to ``peak``.
+    :param peak: the lr factor at the end of the warm-up (a multiple of the agent's own lr).
+    :param floor: the lr factor the warm-up starts from and the decay ends at.
+    :param decay: ``"cusum"``, ``"on-demand"``: optimizer steps of the cosine decay from ``peak`` back to
+        ``floor`` (``"cyclic"`` decays over the rest of its ``period``).
+    :param threshold: ``"cusum"``: the CUSUM statistic (in standard deviations of the loss) that raises
+        an alarm and a re-warm.
+    :param drift: ``"cusum"``: the slack subtracted at every step, in standard deviations of the loss.
+    :param measure_every: optimizer steps between ELR measurements; 0 (default) measures the first
+        optimizer step of every ``train()`` call, which is what gets logged (``ELR.measure_next``).
+    :param intervention: a standard plasticity intervention (``plastic_rl.interventions``) on every
+        network: ``"redo"``, ``"shrink-perturb"``, ``"reset"`` or None. Target networks receive the same
+        edit on the same entries.
+    :param every: optimizer steps of the primary network between interventions; 0: only when asked
+        (``model.plasticity.intervene()``, e.g. at each task switch).
+    :param redo_tau: ``"redo"``: a unit whose score on a batch of recent observations is at most this is
+        dormant and recycled.
+    :param shrink: ``"shrink-perturb"``: theta <- ``shrink`` theta + ``perturb`` theta_fresh.
+    :param perturb: ``"shrink-perturb"``: the weight of the fresh initialization (see ``shrink``).
+    :param reset_layers: ``"reset"``: which layers are re-initialized: ``"heads"`` (the output layers),
+        ``"all"``, or comma-separated layer names/patterns.
     """
 
     norm: str | None = "layer"
@@ -100,6 +120,8 @@ class PlasticityConfig:
         return None
 
 
+# configs/plasticity/<name>.yaml are generated from these (python -m plastic_rl.tools.plasticity_configs);
+# tests/test_configs.py fails when a file and its preset differ.
 PRESETS: dict[str, PlasticityConfig] = {
     "none": PlasticityConfig(norm=None, project=False, schedule=None),
     "nap": PlasticityConfig(schedule=None),
@@ -133,6 +155,4 @@ def resolve_plasticity(plasticity: str | PlasticityConfig | Mapping[str, Any] | 
         if unknown:
             raise ValueError(f"plasticity fields {unknown} are unknown; accepted: preset, {', '.join(known)}")
         return dataclasses.replace(base, **overrides)
-    raise TypeError(
-        f"plasticity={plasticity!r} must be a preset name ({', '.join(PRESETS)}), a PlasticityConfig or a dict"
-    )
+    raise TypeError(f"plasticity={plasticity!r} must be a preset name ({', '.join(PRESETS)}), a PlasticityConfig or a dict")

@@ -4,7 +4,8 @@ SB3 computes each loss inside ``train()`` and steps its optimizers there. Rather
 algorithm's ``train()`` (which would drift from SB3's), the controller hooks in from outside: an
 optimizer post-step hook calls ``ELR.step`` after every optimizer step, and while ``train()`` runs,
 ``training()`` records the scalar on which ``.backward()`` was last called -- the loss of that very
-step -- so the CUSUM re-warm and the finite-loss check see SB3's own loss.
+step -- so the CUSUM re-warm and the finite-loss check see SB3's own loss (``loss_tap``: the one
+place ``torch.Tensor.backward`` is replaced, with its contract).
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from plastic_rl import diagnostics, interventions
-from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 from plastic_rl.agents.config import PlasticityConfig
+from plastic_rl.agents.loss_tap import LossTap, tap_losses
 from plastic_rl.elr import ELR, scale_invariant_layers
+from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 
 Forward = Callable[[nn.Module, Any], Any]
 
@@ -76,15 +79,15 @@ class PlasticityController:
                 exclude=net.exclude,
             )
             self._handles.append(net.optimizer.register_step_post_hook(self._hook(net.name)))
-        self._loss: torch.Tensor | None = None
+        self._tap: LossTap | None = None  # open during train(): the loss of each optimizer step
         self._prefix = len(networks) > 1  # name layers "<network>.<layer>" only when it is ambiguous
 
     # -- driving the ELRs ------------------------------------------------------------------------
     def _hook(self, name: str):
         def after_optimizer_step(optimizer, args, kwargs) -> None:
             loss = None
-            if name == self.primary and self._loss is not None:
-                loss = float(self._loss)
+            if name == self.primary and self._tap is not None and self._tap.loss is not None:
+                loss = float(self._tap.loss)
             elr = self.elrs[name]
             alarms = self._alarms(elr)
             elr.step(loss=loss)
@@ -101,24 +104,17 @@ class PlasticityController:
 
     @contextlib.contextmanager
     def training(self) -> Iterator[None]:
-        """Around one SB3 ``train()``: measure its first optimizer step, and remember the scalar each
-        ``.backward()`` is called on (that step's loss)."""
+        """Around one SB3 ``train()``: measure its first optimizer step, and take each step's loss from
+        ``loss_tap.tap_losses`` (the last scalar ``.backward()`` was called on; its contract is there)."""
         for elr in self.elrs.values():
             elr.measure_next()
-        original = torch.Tensor.backward
-        controller = self
-
-        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any):
-            if tensor.numel() == 1:
-                controller._loss = tensor.detach()
-            return original(tensor, *args, **kwargs)
-
-        torch.Tensor.backward = backward  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            torch.Tensor.backward = original  # type: ignore[method-assign]
-            self._loss = None
+        outer = self._tap  # a nested training() of the same agent gives it back on leaving
+        with tap_losses() as tap:
+            self._tap = tap
+            try:
+                yield
+            finally:
+                self._tap = outer
 
     # -- the public face: model.plasticity -----------------------------------------------------
     def rewarm(self) -> None:
@@ -131,7 +127,7 @@ class PlasticityController:
     def alarms(self) -> int | None:
         """How many times the CUSUM detector re-warmed (None without a CUSUM schedule)."""
         schedule = self.elrs[self.primary].schedule
-        return len(schedule.alarms) if hasattr(schedule, "alarms") else None
+        return len(schedule.alarms) if hasattr(schedule, "alarms") else None  # type: ignore[union-attr]
 
     @property
     def lr_factor(self) -> float:
@@ -209,7 +205,9 @@ class PlasticityController:
         """
         kind = self.config.intervention
         if kind is None:
-            raise RuntimeError("this agent's plasticity has no intervention; set plasticity={'intervention': 'redo'} (or 'shrink-perturb', 'reset')")
+            raise RuntimeError(
+                "this agent's plasticity has no intervention; set plasticity={'intervention': 'redo'} (or 'shrink-perturb', 'reset')"
+            )
         inputs = self._inputs() if kind == "redo" and self._inputs is not None else None
         if kind == "redo" and inputs is None:
             return {}
@@ -220,9 +218,9 @@ class PlasticityController:
         self._intervened_at = self.elrs[self.primary].steps
         prefix = kind
         total = 0
-        for net, layers in report.items():
+        for net_name, layers in report.items():
             for layer, units in layers.items():
-                self._intervention_log[f"{prefix}/units_reset/{self._key(net, layer)}"] = units
+                self._intervention_log[f"{prefix}/units_reset/{self._key(net_name, layer)}"] = units
                 total += units
         self._intervention_log[f"{prefix}/units_reset"] = total
         self._intervention_log[f"{prefix}/count"] = self.interventions

@@ -8,9 +8,11 @@
     venv = TaskSequence(atari_tasks("Pong,Breakout"), switch_every=10**6)  # announces infos[i]["task_switch"]
 
 Details and measured envpool facts: docs/envs.md.
+
+``OnTaskSwitch`` and ``RewarmOnSwitch`` are agent callbacks (``plastic_rl.agents.callbacks``); they are
+re-exported here, on first use, so importing the envs does not import the agents.
 """
 
-from plastic_rl.envs.callbacks import OnTaskSwitch, RewarmOnSwitch
 from plastic_rl.envs.envpool_vec_env import EnvPoolVecEnv
 from plastic_rl.envs.factory import ATARI_EVAL, ATARI_TRAIN, make_vec_env
 from plastic_rl.envs.minatar import MinAtarObservation, minatar, minatar_sequence
@@ -50,3 +52,13 @@ __all__ = [
     "ATARI_TRAIN",
     "ATARI_EVAL",
 ]
+
+_AGENT_CALLBACKS = ("OnTaskSwitch", "RewarmOnSwitch")
+
+
+def __getattr__(name: str):
+    if name in _AGENT_CALLBACKS:
+        from plastic_rl.agents import callbacks
+
+        return getattr(callbacks, name)
+    raise AttributeError(f"module 'plastic_rl.envs' has no attribute {name!r}")

@@ -217,9 +217,7 @@ class EnvPoolVecEnv(VecEnv):
         if method_name == "render":
             ids = list(self._get_indices(indices))
             return list(self._render(np.asarray(ids, dtype=np.int32)))
-        raise NotImplementedError(
-            f"envpool has no per-env Python objects to call {method_name!r} on; its batched API is on `.pool`"
-        )
+        raise NotImplementedError(f"envpool has no per-env Python objects to call {method_name!r} on; its batched API is on `.pool`")
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         """True for SB3's ``Monitor`` only: the adapter reports ``info["episode"]`` exactly as it would."""

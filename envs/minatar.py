@@ -37,16 +37,16 @@ class MinAtarObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, channels: int | None = None):
         super().__init__(env)
-        h, w, c = env.observation_space.shape
+        h, w, c = env.observation_space.shape  # type: ignore[misc]
         self.channels = c if channels is None else int(channels)
         if self.channels < c:
             raise ValueError(f"channels={channels} is fewer than the game's {c}")
         self.observation_space = gym.spaces.Box(0, 1, (self.channels, h, w), dtype=np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.observation_space.shape, dtype=np.uint8)
+        out = np.zeros(self.observation_space.shape, dtype=np.uint8)  # type: ignore[type-var]
         out[: observation.shape[-1]] = np.moveaxis(observation, -1, 0)
-        return out
+        return out  # type: ignore[return-value]
 
 
 def game_name(game: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from plastic_rl.envs.task_sequence import TaskSequence, _physics_name
 
-DEFAULT_PHYSICS = ({}, {"length": 1.0}, {"masspole": 0.5, "force_mag": 15.0})
+DEFAULT_PHYSICS: tuple[dict[str, float], ...] = ({}, {"length": 1.0}, {"masspole": 0.5, "force_mag": 15.0})
 
 
 def permuted_tasks(env_id: str = "CartPole-v1", n_tasks: int = 3, perm_seed: int = 0, **env_kwargs: Any) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ switches happened, ``num_timesteps`` the env steps taken.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 from plastic_rl.envs.factory import make_vec_env
 from plastic_rl.envs.wrappers import CartPolePhysics, PermuteObservation
 
-TaskSpec = Union[str, Mapping[str, Any], Callable[[int, int], VecEnv]]
+TaskSpec = str | Mapping[str, Any] | Callable[[int, int], VecEnv]
 TASK_SEED_STRIDE = 10_000  # task k's envs are seeded seed + k * TASK_SEED_STRIDE + i
 
 
@@ -72,7 +72,11 @@ def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") ->
     if perm is not None:
         venv = PermuteObservation(venv, perm if isinstance(perm, (int, np.integer, str)) else list(perm))
     if name is None:
-        name = env_id + (f"/{_physics_name(physics)}" if physics is not None else "") + (f"/perm{venv.perm.tolist()}" if perm is not None else "")
+        name = (
+            env_id
+            + (f"/{_physics_name(physics)}" if physics is not None else "")
+            + (f"/perm{venv.perm.tolist()}" if perm is not None else "")  # type: ignore[attr-defined]
+        )
     return str(name), venv
 
 
@@ -201,7 +205,7 @@ class TaskSequence(VecEnv):
             new = (self.task_index + 1) % len(self.tasks)
             for i in range(self.num_envs):
                 if not dones[i]:
-                    infos[i]["terminal_observation"] = obs[i]
+                    infos[i]["terminal_observation"] = obs[i]  # type: ignore[index]
                     infos[i]["TimeLimit.truncated"] = True
                 infos[i]["task_switch"] = new
             dones = np.ones(self.num_envs, dtype=bool)

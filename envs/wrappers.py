@@ -59,7 +59,7 @@ class PermuteObservation(VecEnvWrapper):
         return flat[:, self.perm].reshape(obs.shape)
 
     def reset(self) -> np.ndarray:
-        return self._permute(self.venv.reset())
+        return self._permute(self.venv.reset())  # type: ignore[arg-type]
 
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
@@ -87,6 +87,6 @@ class CartPolePhysics(gym.Wrapper):
             if not float(value) > 0:
                 raise ValueError(f"CartPole {key} must be > 0, got {value}")
             setattr(base, key, float(value))
-        base.total_mass = base.masspole + base.masscart
-        base.polemass_length = base.masspole * base.length
+        base.total_mass = base.masspole + base.masscart  # type: ignore[attr-defined]
+        base.polemass_length = base.masspole * base.length  # type: ignore[attr-defined]
         self.physics = dict(physics)

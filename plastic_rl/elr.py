@@ -24,110 +24,38 @@ Usage::
 
     elr = ELR(net, optimizer, schedule=CyclicRewarm(period=10_000))
     loss.backward(); optimizer.step(); elr.step(loss=loss.item())
+
+This module is the per-step driver. What it drives lives in one module per job, each usable alone:
+the flat parameter buffer (``flat_params``), the rule for which layers are projected (``projection``)
+and the re-warm schedules (``schedules``); their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-import operator
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
-from plastic_rl.schedules import SCHEDULES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule, warmup_cosine
+from plastic_rl.flat_params import FlatParams, layer_slots
+from plastic_rl.flat_params import norms as flat_norms
+from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
+from plastic_rl.schedules import CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule, make_schedule, warmup_cosine
 
-__all__ = ["ELR", "projected_parameters", "scale_invariant_layers", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm", "warmup_cosine", "GAIN_MODES"]
-
-GAIN_MODES = ("project", "none")
-_DOT_ABOVE = 1 << 18  # elements; see ELR._norms
-_ALIGN_BYTES = 64  # where each parameter starts in the flat buffer; see _FlatParams.build
-
-
-def layer_slots(layer: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Weight and bias of a layer, as (module, attribute): see ``layers.layer_params`` for why jointly."""
-    return [(layer, attr) for attr in ("weight", "bias") if isinstance(getattr(layer, attr, None), nn.Parameter)]
-
-
-class _FlatParams:
-    """The measured and projected parameters, re-pointed into one contiguous buffer.
-
-    Every per-step operation of ``ELR`` then runs once on the whole buffer (snapshot, difference) or
-    once per *layer* on views of it (norms, rescaling): a layer's weight and bias sit next to each
-    other, so their joint norm is one view. This is the flat-parameter technique of apex and FSDP,
-    used because per-tensor dispatch overhead dominates small RL networks (an SB3 PPO MLP step is
-    ~1 ms of Adam for ~10k parameters). If anything re-points a parameter (``model.to(...)``,
-    ``load_state_dict(assign=True)``), ``ensure()`` notices and rebuilds the buffer from the new values.
-    """
-
-    def __init__(self, groups: list[tuple[str, list[tuple[nn.Module, str]]]]):
-        # Parameters are held as (module, attribute) so that replaced Parameter objects are found again.
-        self.names = [name for name, _ in groups]
-        self.slots = [slots for _, slots in groups]
-        self.flat_slots = [slot for slots in self.slots for slot in slots]
-        self.build()
-
-    def current(self) -> list[list[nn.Parameter]]:
-        return [[module._parameters[attr] for module, attr in slots] for slots in self.slots]
-
-    def build(self) -> None:
-        """(Re)allocate the buffer from the parameters' current values and point them into it."""
-        groups = self.current()
-        owner: dict[int, str] = {}
-        for name, group in zip(self.names, groups):
-            for p in group:
-                if id(p) in owner:
-                    raise ValueError(f"parameter of {name!r} is shared with {owner[id(p)]!r}; ELR needs each layer's own parameters")
-                owner[id(p)] = name
-        params = [p for group in groups for p in group]
-        kinds = {(p.device, p.dtype) for p in params}
-        if len(kinds) != 1:
-            raise ValueError(f"ELR needs its layers on one device and dtype, found {sorted(map(str, kinds))}")
-        if not params[0].dtype.is_floating_point:
-            raise ValueError(f"ELR needs floating-point parameters, found {params[0].dtype}")
-        # Every parameter starts on a 64-byte boundary, as a fresh allocation would: oneDNN's convolutions
-        # ran ~10% slower on weights 28 bytes off (NatureCNN, tools/bench_agents). The gaps hold zeros that
-        # nothing ever writes (no optimizer sees them), so they add nothing to any norm or update.
-        align = max(1, _ALIGN_BYTES // params[0].element_size())
-        offsets, end = [], 0
-        for p in params:
-            start = -(-end // align) * align
-            offsets.append(start)
-            end = start + p.numel()
-        self.flat = torch.zeros(end, device=params[0].device, dtype=params[0].dtype)
-        bounds = []
-        with torch.no_grad():
-            i = 0
-            for group in groups:
-                first = offsets[i]
-                for p in group:
-                    offset, n = offsets[i], p.numel()
-                    self.flat[offset : offset + n].copy_(p.reshape(-1))
-                    p.data = self.flat[offset : offset + n].view_as(p)
-                    i += 1
-                bounds.append((first, offset + n))  # layer_slots: every group has a weight
-        self.params = params
-        self.ptrs = [p.data_ptr() for p in params]
-        self.bounds = bounds
-        self.views = self.segments(self.flat)
-        # The one extra buffer: W_{t-1} before an optimizer step, then u_t = W_t - W_{t-1} after it.
-        self.snapshot = torch.zeros_like(self.flat)
-        self.snapshot_views = self.segments(self.snapshot)
-
-    def segments(self, buffer: torch.Tensor) -> list[torch.Tensor]:
-        """One view of ``buffer`` per group (a group's parameters, flattened and joined)."""
-        return [buffer[a:b] for a, b in self.bounds]
-
-    def ensure(self) -> bool:
-        """Rebuild if a parameter no longer lives in the buffer; True if it did."""
-        # ``_parameters[attr]`` rather than getattr (nn.Module.__getattr__ is slow), and map() over
-        # builtins rather than a generator: this runs before every optimizer step.
-        current = [module._parameters.get(attr) for module, attr in self.flat_slots]
-        if all(map(operator.is_, current, self.params)) and list(map(torch.Tensor.data_ptr, current)) == self.ptrs:
-            return False
-        self.build()
-        return True
+__all__ = [
+    "ELR",
+    "projected_parameters",
+    "scale_invariant_layers",
+    "Schedule",
+    "CyclicRewarm",
+    "CusumRewarm",
+    "OnDemandRewarm",
+    "warmup_cosine",
+    "make_schedule",
+    "GAIN_MODES",
+]
 
 
 class ELR:
@@ -174,13 +102,13 @@ class ELR:
         self.gains = gains
         exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
-        blocks, chosen, gains = _select(model, exclude, include, self.project, self.gains)
+        blocks, chosen, gain_groups = select(model, exclude, include, self.project, self.gains)
         names = [b.name for b in blocks]
         # Buffer layout: [measured, not projected | measured and projected | projected gains], so the
         # measured groups are a prefix and the projected ones a suffix: slices, not gathers, per step.
         free = [b for b in blocks if b not in chosen]
-        groups = [(b.name, layer_slots(b.layer)) for b in free + chosen] + gains
-        self._flat = _FlatParams(groups)
+        groups = [(b.name, layer_slots(b.layer)) for b in free + chosen] + gain_groups
+        self._flat = FlatParams(groups)
         self._n_measured = len(blocks)
         self._first_projected = len(free)
         self._projected_names = self._flat.names[self._first_projected :]
@@ -213,28 +141,7 @@ class ELR:
         self._at_init_norms = False
         return True
 
-    @staticmethod
-    def _norms(views: list[torch.Tensor]) -> torch.Tensor:
-        """Frobenius norm of each view, as one float32 vector.
-
-        Small views share one ``torch._foreach_norm`` call (per-op dispatch dominates them). Views over
-        ``_DOT_ABOVE`` elements use ``dot(v, v)`` instead: BLAS is ~2x faster there and more accurate
-        (1e-6 vs 1e-5 relative error at 1M elements, against float64), which the projection's 1e-5
-        tolerance needs. (The buffer never requires grad: no autograd bookkeeping on this path.)
-        """
-        if not views:
-            return torch.zeros(0)
-        out: list[torch.Tensor | None] = [None] * len(views)
-        small = []
-        for i, v in enumerate(views):
-            if v.numel() > _DOT_ABOVE and v.dtype in (torch.float32, torch.float64):
-                out[i] = torch.dot(v, v).sqrt()
-            else:
-                small.append(i)
-        if small:
-            for i, n in zip(small, torch._foreach_norm([views[i] for i in small])):
-                out[i] = n
-        return torch.stack(out).float()
+    _norms = staticmethod(flat_norms)  # one float32 vector of Frobenius norms, see flat_params.norms
 
     # -- optimizer hooks -------------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
@@ -415,75 +322,3 @@ class ELR:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-
-
-def _select(model: nn.Module, exclude: tuple[str, ...], include: Any, project: bool, gains: str):
-    """ELR's rule: (every block, the projected blocks, the projected gain groups) of ``model``."""
-    blocks = list(iter_blocks(model))
-    if not blocks:
-        raise ValueError(
-            f"model {type(model).__name__} has no Linear/Conv layer "
-            f"(accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)}); nothing to measure or project"
-        )
-    names = [b.name for b in blocks]
-    if include is not None:
-        include = [include] if isinstance(include, str) else list(include)
-        missing = [n for n in include if n not in names]
-        if missing:
-            raise ValueError(f"include names unknown layers {missing}; layers: {sorted(names)}")
-        chosen = [b for b in blocks if b.name in include]
-    else:
-        chosen = [b for b in blocks if _scale_invariant(b, exclude)]
-    if not project:
-        chosen = []
-    elif not chosen:
-        raise ValueError(
-            f"model {type(model).__name__} has no scale-invariant layer (a Linear/Conv followed by a "
-            "normalization in an nn.Sequential): call plastic_rl.norm.insert_norm first, pass include=[...], "
-            "or use project=False"
-        )
-    gain_groups = []
-    if gains == "project":
-        for b in chosen:
-            gain = getattr(b.norm, "weight", None) if b.norm is not None else None
-            if isinstance(gain, nn.Parameter):
-                gain_groups.append((f"{b.name}.gain", [(b.norm, "weight")]))
-    return blocks, chosen, gain_groups
-
-
-def _scale_invariant(block, exclude: tuple[str, ...]) -> bool:
-    return block.norm is not None and not matches(block.name, exclude)
-
-
-def scale_invariant_layers(model: nn.Module, exclude: Iterable[str] = ()) -> list[str]:
-    """Names of the layers ELR projects by default (a Linear/Conv followed by a normalization); may be empty.
-
-    Lets a caller decide before building an ``ELR`` whether ``project=True`` applies, e.g. an agent
-    whose network has no hidden layer (SB3's ``net_arch=[]``) measures without projecting.
-    """
-    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    return [b.name for b in iter_blocks(model) if _scale_invariant(b, exclude)]
-
-
-def projected_parameters(
-    model: nn.Module, *, exclude: Iterable[str] = (), include: Iterable[str] | None = None, gains: str = "project"
-) -> list[nn.Parameter]:
-    """The parameters ``ELR(model, ..., exclude=, include=, gains=)`` would project, before any optimizer exists.
-
-    E.g. to build an AdamW whose weight decay skips them (their norm is pinned by projection anyway).
-    """
-    if gains not in GAIN_MODES:
-        raise ValueError(f"gains={gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
-    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    _, chosen, gain_groups = _select(model, exclude, include, True, gains)
-    slots = [slot for b in chosen for slot in layer_slots(b.layer)] + [slot for _, group in gain_groups for slot in group]
-    return [module._parameters[attr] for module, attr in slots]
-
-
-def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:
-    """Build a schedule from a name (a key of ``SCHEDULES``: ``"cyclic"``, ``"cusum"``, ``"on-demand"``; or None)."""
-    if kind is None or kind == "none":
-        return None
-    if kind not in SCHEDULES:
-        raise ValueError(f"schedule {kind!r} is unknown; accepted: none, {', '.join(SCHEDULES)}")
-    return SCHEDULES[kind](**kwargs)

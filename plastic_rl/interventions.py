@@ -27,29 +27,27 @@ Where a dormant unit's output goes is traced through the forward pass itself (a 
 that follows the activation's output through views, flatten and concatenation into the Linear/Conv
 layers that read it), so SB3's networks work whatever module holds the consumer (PPO's ``action_net``,
 SAC's ``mu`` and ``log_std``, a critic's ``cat([features, actions])``). Units whose output reaches an
-operation this tracing cannot follow are left alone, and ``redo`` warns which.
+operation this tracing cannot follow are left alone, and ``redo`` warns which. The tracing is its own
+module (``unit_flow``); this one makes the edits and keeps the optimizer state consistent with them.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 
 from plastic_rl import diagnostics
-from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
+from plastic_rl.layers import iter_blocks, matches
+from plastic_rl.unit_flow import Forward, trace
 
 __all__ = ["redo", "shrink_perturb", "reset", "Initializer"]
 
 Initializer = Callable[[nn.Module, str], None]  # (module, its qualified name) -> initialize it in place
-Forward = Callable[[nn.Module, Any], Any]
 
 
 def default_init(module: nn.Module, name: str = "") -> None:
@@ -58,7 +56,7 @@ def default_init(module: nn.Module, name: str = "") -> None:
     Pass ``init=`` where a model was built otherwise (SB3's PPO: orthogonal, with a gain per module);
     it gets the module and its qualified name in the model.
     """
-    module.reset_parameters()
+    module.reset_parameters()  # type: ignore[operator]  # a missing one is refused before (_whole_tensor_edit)
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -117,145 +115,6 @@ def _fresh_parameters(module: nn.Module, name: str, init: Initializer) -> dict[s
     return {k: v.detach() for k, v in clone._parameters.items() if v is not None}
 
 
-# -- tracing where a unit's output goes ------------------------------------------------------------
-@dataclass(frozen=True)
-class _Segment:
-    """Features ``[start, start + units * positions)`` of a tensor's flattened dims 1.. come from ``source``."""
-
-    source: str
-    start: int
-    units: int
-    positions: int
-
-    def shifted(self, by: int) -> "_Segment":
-        return _Segment(self.source, self.start + by, self.units, self.positions)
-
-
-@dataclass(frozen=True)
-class _Consumer:
-    """A weight layer reading a source's units: unit u feeds ``layer``'s input features/channels ``columns(u)``."""
-
-    layer: nn.Module
-    conv: bool
-    start: int  # first input column (Linear) or channel (Conv) of unit 0
-    positions: int  # input columns per unit (Linear after a flatten); 1 for a Conv
-
-    def columns(self, units: torch.Tensor) -> torch.Tensor:
-        base = self.start + units * self.positions
-        return (base[:, None] + torch.arange(self.positions)).reshape(-1)
-
-
-_VIEWS = {torch.flatten, torch.Tensor.flatten, torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
-          torch.Tensor.contiguous, torch.Tensor.float, torch.Tensor.to, torch.Tensor.clone, F.dropout}  # fmt: skip
-_CONVS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
-
-
-class _Flow(TorchFunctionMode):
-    """Follows tracked activation outputs through the forward to the Linear/Conv layers that read them."""
-
-    def __init__(self, params: dict[int, nn.Module]):
-        super().__init__()
-        self.params = params  # id(weight) -> its layer
-        self.tracked: dict[int, tuple[torch.Tensor, list[_Segment]]] = {}  # the tensor is kept: ids stay unique
-        self.consumers: dict[str, list[_Consumer]] = defaultdict(list)
-        self.lost: dict[str, str] = {}  # source -> the operation its output went into
-
-    def track(self, tensor: torch.Tensor, name: str) -> None:
-        positions = tensor[0, 0].numel() if tensor.dim() > 2 else 1
-        self.tracked[id(tensor)] = (tensor, [_Segment(name, 0, tensor.shape[1], positions)])
-
-    def _segments(self, value: Any) -> list[_Segment] | None:
-        entry = self.tracked.get(id(value)) if isinstance(value, torch.Tensor) else None
-        return entry[1] if entry is not None else None
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        inputs = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        if func is torch.cat or func is torch.concat:
-            inputs = [t for t in (args[0] if args else kwargs["tensors"]) if isinstance(t, torch.Tensor)]
-        flowing = [(t, segs) for t in inputs if (segs := self._segments(t)) is not None]
-        if not flowing:
-            return out
-        if func is F.linear:
-            self._consume(args[0] if args else kwargs["input"], args[1] if len(args) > 1 else kwargs["weight"], conv=False)
-        elif func in _CONVS:
-            x, weight = args[0], args[1]
-            groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
-            if groups != 1:
-                self._lose(flowing, f"a grouped {func.__name__}")
-            else:
-                self._consume(x, weight, conv=True)
-        elif func in _VIEWS and isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[0] == flowing[0][0].shape[0]:
-            self.tracked[id(out)] = (out, list(flowing[0][1]))
-        elif func is torch.cat or func is torch.concat:
-            self._cat(args, kwargs, out, flowing)
-        elif isinstance(out, torch.Tensor):
-            self._lose(flowing, getattr(func, "__name__", str(func)))
-        return out  # sizes, dtypes and other non-tensor results carry no values onward
-
-    def _lose(self, flowing, what: str) -> None:
-        for _, segs in flowing:
-            for seg in segs:
-                self.lost.setdefault(seg.source, what)
-
-    def _cat(self, args, kwargs, out, flowing) -> None:
-        tensors = list(args[0] if args else kwargs["tensors"])
-        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-        if not (dim in (1, -1) and all(t.dim() == 2 for t in tensors)) and not (dim == 1 and all(t.dim() >= 2 for t in tensors)):
-            self._lose(flowing, f"torch.cat(dim={dim})")
-            return
-        segments, offset = [], 0
-        for t in tensors:
-            segments += [seg.shifted(offset) for seg in (self._segments(t) or [])]
-            offset += t[0].numel()
-        self.tracked[id(out)] = (out, segments)
-
-    def _consume(self, x: torch.Tensor, weight: torch.Tensor, conv: bool) -> None:
-        layer = self.params.get(id(weight))
-        segments = self._segments(x) or []
-        for seg in segments:
-            if layer is None:
-                self.lost.setdefault(seg.source, "a weight the model does not own")
-            elif conv:
-                per_channel = x[0, 0].numel()
-                if seg.positions != per_channel or seg.start % per_channel:
-                    self.lost.setdefault(seg.source, "a convolution over a reshaped input")
-                else:
-                    self.consumers[seg.source].append(_Consumer(layer, True, seg.start // per_channel, 1))
-            elif x.dim() != 2:
-                self.lost.setdefault(seg.source, "a Linear over a >2-d input")
-            else:
-                self.consumers[seg.source].append(_Consumer(layer, False, seg.start, seg.positions))
-
-
-def _trace(model: nn.Module, inputs: Any, forward: Forward | None, sources: dict[int, str]) -> _Flow:
-    """One no-grad eval forward that records where each source activation's output is read."""
-    flow = _Flow({id(m.weight): m for _, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)})
-    calls: dict[int, int] = defaultdict(int)
-
-    def hook(module, _inputs, output):
-        calls[id(module)] += 1
-        if calls[id(module)] == 1 and isinstance(output, torch.Tensor):
-            flow.track(output, sources[id(module)])
-        elif id(module) in sources:
-            flow.lost.setdefault(sources[id(module)], "a second call of the same activation")
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in sources]
-    modes = {m: m.training for m in model.modules()}
-    try:
-        for m in modes:
-            m.training = False
-        with torch.no_grad(), flow:
-            (forward or (lambda m, x: m(x)))(model, inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, training in modes.items():
-            m.training = training
-    return flow
-
-
 # -- ReDo ------------------------------------------------------------------------------------------
 def redo(
     model: nn.Module,
@@ -293,10 +152,10 @@ def redo(
     if not blocks:
         raise ValueError(f"{type(model).__name__} has no Linear/Conv followed by an activation: no hidden unit to recycle")
     masks = diagnostics.dormant_units(model, inputs, tau, forward=forward)
-    flow = _trace(model, inputs, forward, {id(blocks[name].activation): name for name in masks if name in blocks})
+    flow = trace(model, inputs, forward, {id(blocks[name].activation): name for name in masks if name in blocks})
     names = {id(p): n for n, p in model.named_parameters()}
 
-    edits: list[tuple[nn.Parameter, tuple, torch.Tensor | float]] = []  # (parameter, index, new value)
+    edits: list[tuple[Any, tuple, Any]] = []  # (parameter, index, new value)
     report: dict[str, list[int]] = {}
     skipped: dict[str, str] = {}
     for name, mask in masks.items():
@@ -381,6 +240,7 @@ def _whole_tensor_edit(
     for name, module in modules.items():
         for attr, fresh in _fresh_parameters(module, name, init).items():
             param = module._parameters[attr]
+            assert param is not None  # _fresh_parameters returns only the set ones
             with torch.no_grad():
                 param.copy_(combine(param, fresh))
                 for params in mirror_params:

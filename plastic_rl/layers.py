@@ -9,8 +9,8 @@ most hand-written MLP/CNN code build networks; anything else can be named explic
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -175,7 +175,7 @@ def layer_params(layer: nn.Module) -> list[nn.Parameter]:
     ``Norm(c * (W x + b)) == Norm(W x + b)`` for c > 0, so scale invariance holds for (W, b) taken
     jointly; scaling W alone is invariant only when there is no bias.
     """
-    return [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]
+    return [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]  # type: ignore[misc]  # nn.Module attributes type as Tensor | Module
 
 
 def architecture(model: nn.Module) -> list[str]:

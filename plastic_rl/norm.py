@@ -8,7 +8,8 @@ back to their initial norm without changing the network, so the effective learni
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
@@ -27,7 +28,7 @@ def make_norm(layer: nn.Module, kind: str = "layer", affine: bool = True) -> nn.
     if kind not in NORM_KINDS:
         raise ValueError(f"kind={kind!r} is not a normalization kind; accepted: {', '.join(NORM_KINDS)}")
     weight = layer.weight
-    factory = {"device": weight.device, "dtype": weight.dtype}
+    factory: dict[str, Any] = {"device": weight.device, "dtype": weight.dtype}
     if isinstance(layer, nn.Linear):
         features = layer.out_features
         if kind == "layer":
@@ -64,8 +65,7 @@ def insert_norm(
     blocks = list(iter_blocks(module))
     if not blocks:
         raise ValueError(
-            f"{type(module).__name__} has no Linear/Conv layer to normalize "
-            f"(accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)})"
+            f"{type(module).__name__} has no Linear/Conv layer to normalize (accepted: {', '.join(c.__name__ for c in WEIGHT_LAYERS)})"
         )
     candidates = [b for b in blocks if b.activation is not None or b.norm is not None]
     if not candidates:
@@ -75,7 +75,7 @@ def insert_norm(
         )
     for block in candidates:
         if block.norm is None and not matches(block.name, exclude):
-            _insert_after(block.container, block.layer, make_norm(block.layer, kind, affine))
+            _insert_after(block.container, block.layer, make_norm(block.layer, kind, affine))  # type: ignore[arg-type]  # an activation or norm follows: in a Sequential
     return module
 
 

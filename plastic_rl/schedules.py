@@ -230,3 +230,12 @@ class OnDemandRewarm(Schedule):
 
 
 SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm, "on-demand": OnDemandRewarm}
+
+
+def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:
+    """Build a schedule from a name (a key of ``SCHEDULES``: ``"cyclic"``, ``"cusum"``, ``"on-demand"``; or None)."""
+    if kind is None or kind == "none":
+        return None
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule {kind!r} is unknown; accepted: none, {', '.join(SCHEDULES)}")
+    return SCHEDULES[kind](**kwargs)

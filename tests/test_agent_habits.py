@@ -27,6 +27,7 @@ from plastic_rl.agents import PRESETS
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.envs.wrappers import CartPolePhysics
 from plastic_rl.layers import architecture
+
 from helpers import AGENT_CASES, PRESET_NAMES, TinyImageEnv, projected_at_init, same_parameters, short_pendulum
 
 cases = pytest.mark.parametrize("case", AGENT_CASES, ids=[c.id for c in AGENT_CASES])
@@ -76,10 +77,8 @@ def assert_same_outputs(a, b, obs, actions):
     assert len(out_a) == len(out_b) and all(torch.equal(x, y) for x, y in zip(out_a, out_b))
 
 
-
 def sb3_class(cls: type) -> type:
     return next(c for c in cls.__mro__ if c.__module__.startswith("stable_baselines3."))
-
 
 
 def has_norm(module) -> bool:

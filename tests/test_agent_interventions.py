@@ -11,6 +11,7 @@ import torch
 from stable_baselines3.common.logger import configure
 
 from plastic_rl.agents import PRESETS, PlasticityConfig
+
 from helpers import AGENT_CASES, projected_at_init, same_parameters
 
 INTERVENTIONS = ["redo", "shrink-perturb", "reset"]

@@ -4,7 +4,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -12,13 +11,12 @@ from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents import PRESETS, PlasticityConfig
 from plastic_rl.agents.policies import PlasticActorCriticCnnPolicy, PlasticActorCriticPolicy
 from plastic_rl.layers import iter_blocks
+
 from helpers import AGENT_CASES, PRESET_NAMES, TinyImageEnv, projected_at_init, same_parameters
 
 PPO_KW = dict(n_steps=128, batch_size=64, n_epochs=2)
 DQN_KW = dict(learning_starts=100, train_freq=4, target_update_interval=100, buffer_size=2_000)
 SAC_KW = dict(learning_starts=100, buffer_size=2_000, policy_kwargs=dict(net_arch=[32, 32]))
-
-
 
 
 # -- call forms ------------------------------------------------------------------------------------

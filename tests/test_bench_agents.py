@@ -40,7 +40,6 @@ def test_bad_input_exits_2(argv):
     assert info.value.code == 2
 
 
-
 def compare_argv(path, *, algos=("dqn", "sac"), seeds=("0", "1"), arms=None):
     argv = ["compare", "--algos", *algos, "--seeds", *seeds, "--timesteps", "120", "--eval-freq", "60",
             "--episodes", "1", "--csv", str(path), "--reps", "100"]  # fmt: skip

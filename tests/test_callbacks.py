@@ -52,3 +52,20 @@ def test_the_evaluation_env_is_on_the_training_task_at_every_evaluation(tmp_path
 def test_eval_tasks_is_checked():
     with pytest.raises(ValueError, match="eval_tasks='all' is not accepted; accepted: current, seen"):
         EvalCallback(None, 10, eval_tasks="all")
+
+
+def test_task_switch_callbacks_live_with_the_agents_and_keep_their_envs_import():
+    import subprocess
+    import sys
+
+    from plastic_rl import envs
+    from plastic_rl.agents.callbacks import OnTaskSwitch, RewarmOnSwitch
+
+    assert envs.OnTaskSwitch is OnTaskSwitch and envs.RewarmOnSwitch is RewarmOnSwitch
+    assert {"OnTaskSwitch", "RewarmOnSwitch"} <= set(envs.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        envs.Nope  # noqa: B018
+    # the re-export is lazy: the envs alone do not import the agents (nor the other way round)
+    code = "import sys, plastic_rl.envs; print('plastic_rl.agents' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

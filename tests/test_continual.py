@@ -66,8 +66,13 @@ def test_minatar_suites_end_to_end(tmp_path, suite, extra):
 
 def test_atari_sequence_composes_and_runs_a_few_steps(tmp_path):
     out = tmp_path / "atari"
-    hydra = ["--hydra", "agent.kwargs.learning_starts=64", "agent.kwargs.buffer_size=500", "n_envs=2",
-             "+env.eval_kwargs.max_episode_steps=100"]  # short evaluation games
+    hydra = [
+        "--hydra",
+        "agent.kwargs.learning_starts=64",
+        "agent.kwargs.buffer_size=500",
+        "n_envs=2",
+        "+env.eval_kwargs.max_episode_steps=100",
+    ]  # short evaluation games
     result = continual.main(["--suite", "atari-sequence", "--games", "Pong,Breakout", "--tasks", "2", "--steps-per-task", "128",
                              "--eval-freq", "128", "--arms", "none", "--launcher", "basic", "--out", str(out), *TINY, *hydra])  # fmt: skip
     assert result["tasks"] == [0, 1]

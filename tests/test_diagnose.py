@@ -27,6 +27,7 @@ from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, diagnostics
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.agents.sac import actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
+
 from helpers import TinyImageEnv
 
 PPO_KW = dict(n_steps=64, batch_size=64, n_epochs=1, seed=0)
@@ -121,7 +122,7 @@ def test_run_folder_is_a_series_ordered_by_step(run_dir, tmp_path):
     assert {r["series"] for r in rows} == {str(run_dir)}
     assert all(r["observations"].endswith("by c_first.zip") for r in rows)  # the first checkpoint collects
     assert "delta_c" not in rows[0]
-    for prev, row in zip(rows, rows[1:]):
+    for _prev, row in zip(rows, rows[1:]):
         for key in ("delta_c", "delta_a", "param_elr", "delta_c/mlp_extractor.value_net.0", "param_elr/action_net"):
             assert math.isfinite(row[key]) and row[key] >= 0, key
 
@@ -161,8 +162,22 @@ def test_cli_series_outputs(run_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "plastic_rl.diagnose", str(run_dir), "--n-obs", str(N_OBS), "--json", str(out / "d.json"),
-           "--csv", str(out / "d.csv"), "--out", str(out / "plots"), "--tensorboard", str(out / "tb")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "plastic_rl.diagnose",
+        str(run_dir),
+        "--n-obs",
+        str(N_OBS),
+        "--json",
+        str(out / "d.json"),
+        "--csv",
+        str(out / "d.csv"),
+        "--out",
+        str(out / "plots"),
+        "--tensorboard",
+        str(out / "tb"),
+    ]
     out.mkdir()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -186,8 +201,10 @@ def test_cli_series_outputs(run_dir, tmp_path):
 
 
 def test_json_and_csv_writers_handle_missing_and_infinite_values(tmp_path):
-    rows = [{"series": "s", "checkpoint": "a.zip", "step": 1, "network": "q", "srank": 3.0},
-            {"series": "s", "checkpoint": "b.zip", "step": 2, "network": "q", "srank": 2.0, "delta_c": math.inf}]
+    rows = [
+        {"series": "s", "checkpoint": "a.zip", "step": 1, "network": "q", "srank": 3.0},
+        {"series": "s", "checkpoint": "b.zip", "step": 2, "network": "q", "srank": 2.0, "delta_c": math.inf},
+    ]
     write_json(rows, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())[1]["delta_c"] is None
     write_csv(rows, tmp_path / "r.csv")
@@ -205,14 +222,30 @@ OFF_POLICY = dict(learning_starts=10, buffer_size=200)
         (lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0), "CartPole-v1", "A2C", ["policy"]),
         (lambda: DQN("MlpPolicy", "CartPole-v1", seed=0, **OFF_POLICY), "CartPole-v1", "DQN", ["q_net", "q_net_target"]),
         (lambda: PlasticDQN("CartPole-v1", seed=0, **OFF_POLICY), None, "PlasticDQN", ["q_net", "q_net_target"]),
-        (lambda: SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-         "Pendulum-v1", "SAC", ["actor", "critic", "critic_target"]),
-        (lambda: PlasticSAC("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-         None, "PlasticSAC", ["actor", "critic", "critic_target"]),
-        (lambda: TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-         "Pendulum-v1", "TD3", ["actor", "actor_target", "critic", "critic_target"]),
-        (lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-         "Pendulum-v1", "DDPG", ["actor", "actor_target", "critic", "critic_target"]),
+        (
+            lambda: SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+            "Pendulum-v1",
+            "SAC",
+            ["actor", "critic", "critic_target"],
+        ),
+        (
+            lambda: PlasticSAC("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+            None,
+            "PlasticSAC",
+            ["actor", "critic", "critic_target"],
+        ),
+        (
+            lambda: TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+            "Pendulum-v1",
+            "TD3",
+            ["actor", "actor_target", "critic", "critic_target"],
+        ),
+        (
+            lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+            "Pendulum-v1",
+            "DDPG",
+            ["actor", "actor_target", "critic", "critic_target"],
+        ),
     ],
     ids=["a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "ddpg"],
 )
@@ -260,8 +293,11 @@ def unknown_algorithm_zip(source, target):
             content = zin.read(item.filename)
             if item.filename == "data":
                 data = json.loads(content)
-                data["policy_class"] = {":type:": "<class 'abc.ABCMeta'>", "__module__": "my_lab.policies",
-                                        ":serialized:": base64.b64encode(b"cmy_lab.policies\nFancyPolicy\n.").decode()}
+                data["policy_class"] = {
+                    ":type:": "<class 'abc.ABCMeta'>",
+                    "__module__": "my_lab.policies",
+                    ":serialized:": base64.b64encode(b"cmy_lab.policies\nFancyPolicy\n.").decode(),
+                }
                 content = json.dumps(data).encode()
             elif item.filename == "policy.pth":
                 buffer = io.BytesIO()
@@ -294,8 +330,16 @@ def bad_inputs(zips, tmp_path_factory):
     }
 
 
-CASES = ["missing path", "not a zip", "truncated zip", "zip cut after a member", "unknown algorithm", "unknown env id",
-         "no env id", "obs of the wrong shape"]
+CASES = [
+    "missing path",
+    "not a zip",
+    "truncated zip",
+    "zip cut after a member",
+    "unknown algorithm",
+    "unknown env id",
+    "no env id",
+    "obs of the wrong shape",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -200,9 +200,14 @@ def test_healthy_networks_read_healthy():
 def test_conv_model():
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 3 * 3, 32), nn.ReLU(), nn.Linear(32, 4),
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 3 * 3, 32),
+        nn.ReLU(),
+        nn.Linear(32, 4),
     )
     with torch.no_grad():
         net[0].weight[:2] = 0.0
@@ -309,8 +314,9 @@ def _assert_unchanged(net, before):
 
 def test_model_left_unchanged():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5),
-                        nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Linear(8, 2))
+    net = nn.Sequential(
+        nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Linear(8, 2)
+    )
     net(torch.randn(16, 4) * 3 + 1).sum().backward()  # running stats move away from init; grads exist
     net[4][0].weight.grad = None  # mixed: some grads None
     net[4][0].bias.grad = None
@@ -349,8 +355,7 @@ def test_hooks_removed_when_forward_raises():
 
 def test_snapshot_compare():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.ReLU(),
-                        nn.Linear(8, 2))
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 2))
     x = torch.randn(10, 1, 8, 8)
     a = D.FeatureSnapshot(net, x)
     assert set(a.layers) == {"0", "3"}

@@ -55,7 +55,10 @@ def test_finds_scale_invariant_layers_and_excludes_the_head():
 
 def test_projected_parameters_are_what_elr_projects_before_any_optimizer_exists():
     net = make_net()
-    ids = lambda params: [id(p) for p in params]
+
+    def ids(params):
+        return [id(p) for p in params]
+
     assert ids(projected_parameters(net)) == ids([net[0].weight, net[0].bias, net[3].weight, net[3].bias, net[1].weight, net[4].weight])
     assert ids(projected_parameters(net, exclude=["2"], gains="none")) == ids([net[0].weight, net[0].bias])
     assert ids(projected_parameters(net, include=["4"])) == ids([net[6].weight, net[6].bias])
@@ -168,7 +171,7 @@ def test_param_norm_is_the_norm_the_step_started_from():
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     for project_every in (1, 2):
         elr = ELR(net, opt, project_every=project_every)
-        for t in range(4):
+        for _t in range(4):
             start = {name: joint_norm(net[i]) for name, i in (("0", 0), ("2", 3), ("4", 6))}
             train(net, opt, elr, steps=1)
             m = elr.metrics()
@@ -182,7 +185,7 @@ def test_measure_every():
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     elr = ELR(net, opt, measure_every=3)
     seen = []
-    for t in range(6):
+    for _t in range(6):
         train(net, opt, elr, steps=1)
         seen.append(elr.metrics()["update_norm/0"])
     assert seen[0] == seen[1] == 0.0 and seen[2] > 0 and seen[3] == seen[4] == seen[2] and seen[5] not in (0.0, seen[2])
@@ -223,7 +226,7 @@ def test_doubling_the_weight_norm_halves_the_adam_elr():
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         elr = ELR(model, opt, project=False)
         ratios = []
-        for t in range(10):
+        for _t in range(10):
             train(model, opt, elr, steps=1)
             ratios.append([elr.metrics()["elr/0"], elr.metrics()["elr/2"]])
         runs.append(np.array(ratios))
@@ -239,7 +242,7 @@ def test_with_projection_the_elr_follows_the_schedule():
     elr = ELR(net, opt, schedule=CyclicRewarm(period=100, warmup=20, peak=3.0, floor=0.3))
     g = torch.Generator().manual_seed(0)
     measured, factors = [], []
-    for t in range(600):
+    for _t in range(600):
         x, y = torch.randn(64, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
         loss = nn.functional.cross_entropy(net(x), y)
         opt.zero_grad()
@@ -263,7 +266,7 @@ def test_lr_factor_multiplies_the_owners_lr_and_never_replaces_it():
     opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
     owner = [0.1, 0.1, 0.05, 0.05, 0.2]
     expected = []
-    for t, lr in enumerate(owner):
+    for _t, lr in enumerate(owner):
         opt.param_groups[0]["lr"] = lr  # what SB3 does at every train()
         expected.append(lr * schedule.factor())
         train(net, opt, elr, steps=1)

@@ -149,9 +149,7 @@ def test_adapter_matches_raw_envpool_atari_over_lives():
     venv = make_vec_env("Asterix-v5", n_envs=n, seed=5, max_episode_steps=250)  # ATARI_TRAIN defaults
     assert venv.episodic_life and venv.pool.config["reward_clip"] and not venv.pool.config["episodic_life"]
     first, out = run_adapter(venv, actions)
-    counts = compare(
-        first_raw, records, first, out, episodic_life=True, reward=lambda r: np.sign(r["raw"]), start_lives=first_raw[1]
-    )
+    counts = compare(first_raw, records, first, out, episodic_life=True, reward=lambda r: np.sign(r["raw"]), start_lives=first_raw[1])
     assert counts["life"] >= 4 and counts["terminated"] >= 1 and counts["truncated"] >= 1, counts
     assert max(abs(r["raw"]) for rec in records for r in rec) > 1  # raw rewards above 1 were clipped, scores are raw
 
@@ -177,7 +175,7 @@ def test_life_loss_continues_the_game():
 def test_cartpole_truncates_at_500_steps():
     venv = make_vec_env("CartPole-v1", n_envs=1, seed=0)
     obs = venv.reset()
-    for t in range(1, 501):
+    for t in range(1, 501):  # noqa: B007 (t is read after the loop)
         obs, rew, done, infos = venv.step(np.array([int(obs[0, 2] + 0.5 * obs[0, 3] > 0)]))  # balances for 500+ steps
         if done[0]:
             break
@@ -323,6 +321,7 @@ def test_task_sequence_permutes_observations():
         a = np.ones(2, dtype=np.int64)
         (po, _, pd, pi), (o, _, d, i) = perm.step(a), plain.step(a)
         np.testing.assert_array_equal(po, o[:, [2, 0, 3, 1]])
+        np.testing.assert_array_equal(pd, d)
         for k in np.flatnonzero(d):
             np.testing.assert_array_equal(pi[k]["terminal_observation"], i[k]["terminal_observation"][[2, 0, 3, 1]])
 

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ["plastic_rl.layers", "plastic_rl.norm", "plastic_rl.schedules", "plastic_rl.elr", "plastic_rl.diagnostics"]
+CORE = [
+    "plastic_rl.layers",
+    "plastic_rl.norm",
+    "plastic_rl.schedules",
+    "plastic_rl.flat_params",
+    "plastic_rl.projection",
+    "plastic_rl.elr",
+    "plastic_rl.unit_flow",
+    "plastic_rl.interventions",
+    "plastic_rl.diagnostics",
+]
 MAPPED = {"plastic_rl.agents": "agents", "plastic_rl.envs": "envs", "plastic_rl.tools": "tools", "plastic_rl.configs": "configs"}
 
 CHECK_INSTALL = r"""
@@ -42,7 +52,9 @@ def test_built_wheel_imports_the_mapped_packages_and_finds_the_configs(tmp_path)
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheel_dir), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("plastic_rl-*.whl")
@@ -52,13 +64,19 @@ def test_built_wheel_imports_the_mapped_packages_and_finds_the_configs(tmp_path)
     assert not any(n.startswith(("tests/", "agents/", "tools/")) for n in names)
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(site)}
     run = subprocess.run(
         [sys.executable, "-c", CHECK_INSTALL % (list(MAPPED) + ["plastic_rl"],)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     import json
@@ -87,7 +105,8 @@ def test_core_does_not_import_stable_baselines3():
 
 def test_ci_runs_the_readme_test_command():
     ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
-    command = ci[-1]
+    (command,) = [line for line in ci if "pytest" in line]
+    assert ci[-1] == "ruff check . && ruff format --check . && mypy"  # the habits, after the tests
     assert "pytest" in command
     readme = (ROOT / "README.md").read_text()
     assert command in readme

@@ -89,7 +89,9 @@ def test_report_cli_and_bad_input(runs, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "plastic_rl.report", str(runs), "--by", "arm", "--reference", "nope",
                           "--no-scalars"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "reference group 'nope' is not among the groups ['elr', 'fresh', 'none']" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "plastic_rl.report", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "plastic_rl.report", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2 and "no such directory" in missing.stderr
 
 

@@ -16,9 +16,7 @@ def test_core_demo_runs_and_reports(capsys):
 
 
 def test_core_demo_bad_override_is_one_line_and_exit_2():
-    run = subprocess.run(
-        [sys.executable, "-m", "plastic_rl.tools.core_demo", "no_such_key=1"], capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run([sys.executable, "-m", "plastic_rl.tools.core_demo", "no_such_key=1"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "no_such_key" in lines[0] and "Traceback" not in run.stderr

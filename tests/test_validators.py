@@ -21,8 +21,25 @@ from plastic_rl.tools._validate import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
-GROK_TINY = ["--p", "11", "--rho", "0.5", "--steps", "40", "--eval-every", "10", "--diag-every", "20",
-             "--embed", "8", "--hidden", "16", "--seeds", "0", "--quiet"]
+GROK_TINY = [
+    "--p",
+    "11",
+    "--rho",
+    "0.5",
+    "--steps",
+    "40",
+    "--eval-every",
+    "10",
+    "--diag-every",
+    "20",
+    "--embed",
+    "8",
+    "--hidden",
+    "16",
+    "--seeds",
+    "0",
+    "--quiet",
+]
 WARM_TINY = ["--epochs", "2", "--batch", "500", "--hidden", "16", "--seeds", "0", "--quiet"]
 
 
@@ -90,8 +107,7 @@ def test_grokking_every_arm_runs_and_writes(tmp_path, count_elr_steps):
 def test_grokking_projection_and_schedules_come_from_the_core(tmp_path, count_elr_steps):
     """nap/elr/late-elr keep the hidden layer at its initial norm; elr's lr follows the warm-up."""
     out = tmp_path / "g"
-    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "nap,elr,late-elr", "--warmup", "10",
-                                "--low-lr", "2e-4"])
+    grokking.main(GROK_TINY + ["--out", str(out), "--arms", "nap,elr,late-elr", "--warmup", "10", "--low-lr", "2e-4"])
     curves = read_csv(out / "curves.csv")
     assert len({id(e) for e in count_elr_steps}) == 3
     for e in {id(e): e for e in count_elr_steps}.values():
@@ -143,8 +159,10 @@ def test_elr_window_on_a_hand_made_curve():
 
 
 def test_spearman_ranks_runs_not_within_budget_last():
-    runs = [{"arm": "baseline", "elr_window": e, "steps_to_90": t}
-            for e, t in ((1e-3, None), (2e-3, None), (3e-3, 900), (4e-3, 500), (5e-3, 300))]
+    runs = [
+        {"arm": "baseline", "elr_window": e, "steps_to_90": t}
+        for e, t in ((1e-3, None), (2e-3, None), (3e-3, 900), (4e-3, 500), (5e-3, 300))
+    ]
     r = grokking.spearman(runs, budget=1000)
     assert r["n"] == 5 and r["censored"] == 2 and r["rho"] == pytest.approx(-0.9747, abs=1e-3)  # ties averaged
     assert grokking.spearman(runs, 1000, censored=False)["rho"] == pytest.approx(-1.0)
@@ -159,7 +177,8 @@ def test_grokking_sweep_end_to_end(tmp_path, count_elr_steps):
         assert (out / name).stat().st_size > 0, name
     runs = read_csv(out / "sweep.csv")
     assert sorted((r["arm"], float(r["nominal_lr"]), int(r["seed"])) for r in runs) == sorted(
-        (a, lr, s) for a in grokking.SWEEP_ARMS for lr in (1e-2, 3e-2) for s in (0, 1))
+        (a, lr, s) for a in grokking.SWEEP_ARMS for lr in (1e-2, 3e-2) for s in (0, 1)
+    )
     assert all(float(r["elr_window"]) > 0 and r["elr_layer"] == "net.0" for r in runs)
     assert len(count_elr_steps) == 40 * len(runs)
     text = (out / "sweep.md").read_text()
@@ -174,10 +193,15 @@ def test_fixed_window_from_interval_means():
     assert grokking.interval_mean(rows, "m", 25) == pytest.approx((10 + 30 + 25) / 25)
     with pytest.raises(ValueError, match="end=15"):
         grokking.interval_mean(rows, "m", 15)
-    runs = [{"arm": "a", "nominal_lr": 1.0, "seed": 0, "steps_to_50": 20, "elr_layer": "x"},
-            {"arm": "b", "nominal_lr": 1.0, "seed": 0, "steps_to_50": None, "elr_layer": "x"}]
-    curves = [{"arm": a, "nominal_lr": 1.0, "seed": 0, "step": t, "elr_mean/x": v}
-              for a, vs in (("a", (4.0, 2.0)), ("b", (1.0, 1.0, 1.0))) for t, v in zip((10, 20, 30), vs)]
+    runs = [
+        {"arm": "a", "nominal_lr": 1.0, "seed": 0, "steps_to_50": 20, "elr_layer": "x"},
+        {"arm": "b", "nominal_lr": 1.0, "seed": 0, "steps_to_50": None, "elr_layer": "x"},
+    ]
+    curves = [
+        {"arm": a, "nominal_lr": 1.0, "seed": 0, "step": t, "elr_mean/x": v}
+        for a, vs in (("a", (4.0, 2.0)), ("b", (1.0, 1.0, 1.0)))
+        for t, v in zip((10, 20, 30), vs)
+    ]
     assert grokking.add_fixed_window(runs, curves, budget=30) == 20  # the earliest 50% step of any run
     assert [(r["elr_fixed"], r["fixed_steps"]) for r in runs] == [(3.0, 20), (1.0, 20)]
 
@@ -192,8 +216,27 @@ def test_grokking_sweep_stops_at_90(tmp_path, monkeypatch):
 
 def test_grokking_transformer_runs(tmp_path, count_elr_steps):
     out = tmp_path / "t"
-    args = ["--model", "transformer", "--p", "7", "--rho", "0.5", "--steps", "6", "--eval-every", "3",
-            "--diag-every", "6", "--embed", "16", "--seeds", "0", "--quiet", "--out", str(out)]
+    args = [
+        "--model",
+        "transformer",
+        "--p",
+        "7",
+        "--rho",
+        "0.5",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--diag-every",
+        "6",
+        "--embed",
+        "16",
+        "--seeds",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert grokking.main(args) == 0
     assert (out / "curves.png").stat().st_size > 0
     projected = {n for e in count_elr_steps for n in e.projected_names}
@@ -283,8 +326,7 @@ def test_warm_start_sweep_runs_constant_lrs(tmp_path):
     for name in ("curves.csv", "sweep.csv", "sweep.md", "sweep.png"):
         assert (out / name).stat().st_size > 0, name
     runs = {(r["arm"], float(r["base_lr"])) for r in read_csv(out / "sweep.csv")}
-    assert runs == {("fresh", 1e-3), ("fresh", 1e-2), ("warm", 1e-3), ("warm", 1e-2), ("warm+elr", 1e-3),
-                    ("fresh+elr", 1e-3)}
+    assert runs == {("fresh", 1e-3), ("fresh", 1e-2), ("warm", 1e-3), ("warm", 1e-2), ("warm+elr", 1e-3), ("fresh+elr", 1e-3)}
     for r in read_csv(out / "curves.csv"):
         if r["arm"] in ("fresh", "warm"):
             assert float(r["lr"]) == float(r["base_lr"])  # constant, both phases
@@ -293,8 +335,12 @@ def test_warm_start_sweep_runs_constant_lrs(tmp_path):
 
 
 def test_elr_across_change_windows():
-    rows = [{"seed": s, "phase": ph, "elr_mean/0": v, "param_norm/0": 10 * v}
-            for s in (0, 1) for ph, vs in (("phase1", (1, 2, 3)), ("phase2", (9, 5, 4))) for v in vs]
+    rows = [
+        {"seed": s, "phase": ph, "elr_mean/0": v, "param_norm/0": 10 * v}
+        for s in (0, 1)
+        for ph, vs in (("phase1", (1, 2, 3)), ("phase2", (9, 5, 4)))
+        for v in vs
+    ]
     e = warm_start.elr_across_change(rows, "0", k=2)
     assert (e["elr_before"], e["elr_after"], e["elr_end"]) == (2.5, 7.0, 4.5)
     assert (e["norm_before"], e["norm_end"]) == (30, 40)
@@ -319,8 +365,28 @@ def test_warm_start_reads_a_local_cifar10_copy(tmp_path):
     data = warm_start.load_data(args)
     assert data.x.shape == (60, 3072) and data.x_test.shape == (20, 3072)
     out = tmp_path / "w"
-    assert warm_start.main(["--data", str(folder), "--epochs", "1", "--batch", "30", "--hidden", "8", "--seeds", "0",
-                            "--arms", "fresh,warm+elr", "--quiet", "--out", str(out)]) == 0
+    assert (
+        warm_start.main(
+            [
+                "--data",
+                str(folder),
+                "--epochs",
+                "1",
+                "--batch",
+                "30",
+                "--hidden",
+                "8",
+                "--seeds",
+                "0",
+                "--arms",
+                "fresh,warm+elr",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "CIFAR-10" in (out / "summary.md").read_text()
 
 
@@ -361,8 +427,9 @@ def test_bad_input_is_one_line(module, args, words, capsys):
 @pytest.mark.slow
 def test_bad_input_from_the_command_line():
     """The real entry point: stderr is usage + one error line, exit code 2."""
-    proc = subprocess.run([sys.executable, "-m", "plastic_rl.tools.grokking", "--p", "1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "plastic_rl.tools.grokking", "--p", "1"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr and lines[-1].endswith("the modulus must be an int >= 3")

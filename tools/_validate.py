@@ -12,11 +12,11 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
-
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -44,13 +44,10 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def add_common(parser: argparse.ArgumentParser, arms: Sequence[str], default_out: str, seeds: str) -> None:
-    parser.add_argument("--arms", default="all",
-                        help=f"comma-separated arms, or 'all' (default); accepted: {', '.join(arms)}")
-    parser.add_argument("--seeds", default=seeds,
-                        help=f"seeds: a list '0,1,2' or a range '0-4' (default {seeds})")
+    parser.add_argument("--arms", default="all", help=f"comma-separated arms, or 'all' (default); accepted: {', '.join(arms)}")
+    parser.add_argument("--seeds", default=seeds, help=f"seeds: a list '0,1,2' or a range '0-4' (default {seeds})")
     parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: runs are small and the machine is shared)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: runs are small and the machine is shared)")
 
 
 def resolve_common(parser: argparse.ArgumentParser, args: argparse.Namespace, arms: Sequence[str]) -> None:
@@ -61,8 +58,10 @@ def resolve_common(parser: argparse.ArgumentParser, args: argparse.Namespace, ar
         chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
         unknown = [a for a in chosen if a not in arms]
         if unknown or not chosen:
-            parser.error(f"--arms: unknown arm {', '.join(map(repr, unknown)) or repr(args.arms)}; "
-                         f"accepted: {', '.join(arms)} (comma-separated) or all")
+            parser.error(
+                f"--arms: unknown arm {', '.join(map(repr, unknown)) or repr(args.arms)}; "
+                f"accepted: {', '.join(arms)} (comma-separated) or all"
+            )
         args.arms = list(dict.fromkeys(chosen))
     try:
         args.seeds = parse_seeds(args.seeds)
@@ -189,7 +188,7 @@ class IntervalMean:
     def pop(self) -> dict[str, float]:
         """``{"elr_mean/<layer>": mean}`` over the steps added since the last call; then starts again."""
         head = self.prefix.rstrip("/") + "_mean/"
-        out = {head + key[len(self.prefix):]: total / self.n for key, total in self.sums.items()} if self.n else {}
+        out = {head + key[len(self.prefix) :]: total / self.n for key, total in self.sums.items()} if self.n else {}
         self.sums, self.n = {}, 0
         return out
 

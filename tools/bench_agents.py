@@ -61,8 +61,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -157,7 +158,7 @@ class RecordEval(BaseCallback):
         self.points: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
-        self.points.append((self.num_timesteps, float(self.parent.last_mean_reward)))
+        self.points.append((self.num_timesteps, float(self.parent.last_mean_reward)))  # type: ignore[union-attr]
         return True
 
 
@@ -240,7 +241,7 @@ def hparams_file(name: str) -> dict:
 
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(str(files("plastic_rl.configs") / "hparams" / f"{name}.yaml")), resolve=True)
+    return OmegaConf.to_container(OmegaConf.load(str(files("plastic_rl.configs") / "hparams" / f"{name}.yaml")), resolve=True)  # type: ignore[return-value]
 
 
 class Task:
@@ -308,7 +309,7 @@ class Evaluate(BaseCallback):
 
     def evaluate(self) -> None:
         returns, _ = evaluate_policy(self.model, self.env, n_eval_episodes=self.episodes, deterministic=True, return_episode_rewards=True)
-        self.points.append((self.model.num_timesteps, [float(r) for r in returns]))
+        self.points.append((self.model.num_timesteps, [float(r) for r in returns]))  # type: ignore[union-attr]
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps >= self.next:
@@ -422,11 +423,11 @@ def iqm_summary(rows: list[dict], reps: int) -> list[dict]:
     (the area under the curve, steadier than one evaluation), each with its 95% CI; and the IQM curve."""
     summary = []
     for algo in dict.fromkeys(r["algo"] for r in rows):
-        runs = {}
+        runs: dict[str, list[Any]] = {}
         for row in sorted((r for r in rows if r["algo"] == algo), key=lambda r: r["seed"]):
             runs.setdefault(row["arm"], []).append(row)
         final = iqm_with_ci({arm: [r["final"] for r in rs] for arm, rs in runs.items()}, reps)
-        area = iqm_with_ci({arm: [np.mean([v for _, v in curve_of(r)]) for r in rs] for arm, rs in runs.items()}, reps)
+        area = iqm_with_ci({arm: [np.mean([v for _, v in curve_of(r)]) for r in rs] for arm, rs in runs.items()}, reps)  # type: ignore[misc]
         for arm, rs in runs.items():
             summary.append({
                 "algo": algo, "env": rs[0]["env"], "timesteps": rs[0]["timesteps"], "arm": arm, "n": len(rs),
@@ -559,17 +560,34 @@ def elr_trace(algo: str, arms: list[str], timesteps: int, seed: int, points: int
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace"])
-    parser.add_argument("--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)"
+    )
     parser.add_argument("--rounds", type=int, default=0, help="overhead rounds (default 40 on CartPole, 15 on the image env)")
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "atari-sized"], choices=["CartPole-v1", "atari-sized"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--timesteps", type=int, default=None, help="env steps per run (learning: 100000; compare: rl-zoo3's budget)")
-    parser.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (learning: 10000; compare: a tenth of the budget)")
+    parser.add_argument(
+        "--eval-freq", type=int, default=None, help="env steps between evaluations (learning: 10000; compare: a tenth of the budget)"
+    )
     parser.add_argument("--episodes", type=int, default=10, help="episodes per evaluation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small networks)")
-    parser.add_argument("--algos", nargs="+", default=["dqn", "sac"], choices=list(TASKS), help="compare: algorithms (dqn: CartPole-v1, sac: Pendulum-v1, ppo: CartPole-v1)")
-    parser.add_argument("--arms", nargs="+", default=["sb3", "elr", "none"], help="compare: sb3 (SB3's class) or a plasticity preset, optionally preset:key=value,...")
-    parser.add_argument("--csv", default="bench_agents_compare.csv", help="compare: finished runs are appended here; runs already in it are skipped")
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=["dqn", "sac"],
+        choices=list(TASKS),
+        help="compare: algorithms (dqn: CartPole-v1, sac: Pendulum-v1, ppo: CartPole-v1)",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["sb3", "elr", "none"],
+        help="compare: sb3 (SB3's class) or a plasticity preset, optionally preset:key=value,...",
+    )
+    parser.add_argument(
+        "--csv", default="bench_agents_compare.csv", help="compare: finished runs are appended here; runs already in it are skipped"
+    )
     parser.add_argument("--reps", type=int, default=50_000, help="compare: bootstrap replications (rliable's default)")
     args = parser.parse_args(argv)
     for name in ("timesteps", "eval_freq", "episodes", "threads", "reps"):
@@ -579,7 +597,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if getattr(args, name) < 0:
             parser.error(f"--{name}={getattr(args, name)} must be >= 1 (or 0 for the default)")
     if args.part == "elr-trace" and any(arm.partition(":")[0] == "sb3" for arm in args.arms):
-        parser.error(f"elr-trace: --arms {' '.join(args.arms)} has sb3; the ELR is logged by the plastic agents, give presets (none, nap, elr, ...)")
+        parser.error(
+            f"elr-trace: --arms {' '.join(args.arms)} has sb3; the ELR is logged by the plastic agents, give presets (none, nap, elr, ...)"
+        )
     for arm in args.arms:
         try:
             parse_arm(arm)
@@ -606,7 +626,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in rows:
             print(f"{row['arm']:<36} {row['us']:>7.0f} {row['ratio']:>6.3f}")
     elif args.part == "overhead":
-        print(f"{'env':<12} {'policy':<10} {'rounds':>6} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'ratio IQR':>12} {'control (none)':>15}")
+        print(
+            f"{'env':<12} {'policy':<10} {'rounds':>6} {'SB3 PPO steps/s':>16} {'PlasticPPO(elr)':>16} {'ratio':>6} {'ratio IQR':>12} {'control (none)':>15}"
+        )
         for env_name in args.envs:
             zoo = ZOO_ATARI if env_name == "atari-sized" else ZOO_CARTPOLE
             rounds = args.rounds or (15 if env_name == "atari-sized" else 40)

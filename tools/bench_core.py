@@ -41,7 +41,7 @@ def sb3_policy(kind: str) -> torch.nn.Module:
     if kind == "mlp":
         policy = ActorCriticPolicy(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), lr)
     elif kind == "cnn":
-        policy = ActorCriticCnnPolicy(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(6), lr)
+        policy = ActorCriticCnnPolicy(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(6), lr)  # type: ignore[call-overload]
     else:
         raise ValueError(f"model {kind!r} is unknown; accepted: mlp, cnn")
     return insert_norm(policy)
@@ -90,7 +90,7 @@ def bench(kind: str, steps: int) -> dict[str, float]:
         median = statistics.median(times[name])
         row[f"{name}_us"] = median * 1e6
         row[f"{name}_adds"] = median / adam - 1.0
-    return row
+    return row  # type: ignore[return-value]
 
 
 def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, float]:
@@ -100,13 +100,13 @@ def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, f
 
     policy = sb3_policy(kind)
     optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
-    policy.observation_space.seed(0)
-    obs = policy.obs_to_tensor(torch.stack([torch.as_tensor(policy.observation_space.sample()) for _ in range(batch)]).numpy())[0]
-    actions = torch.randint(0, policy.action_space.n, (batch,))
+    policy.observation_space.seed(0)  # type: ignore[operator,union-attr]
+    obs = policy.obs_to_tensor(torch.stack([torch.as_tensor(policy.observation_space.sample()) for _ in range(batch)]).numpy())[0]  # type: ignore[operator,union-attr]
+    actions = torch.randint(0, policy.action_space.n, (batch,))  # type: ignore[arg-type,union-attr]
     heads = ["action_net", "value_net"]
 
     def gradient_step() -> None:
-        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)  # type: ignore[operator]
         loss = -log_prob.mean() + values.pow(2).mean() - 0.01 * entropy.mean()
         optimizer.zero_grad()
         loss.backward()
@@ -129,7 +129,7 @@ def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, f
             start = time.perf_counter()
             arms[name]()
             times[name].append(time.perf_counter() - start)
-    return {"model": kind, **{name: statistics.median(t) for name, t in times.items()}}
+    return {"model": kind, **{name: statistics.median(t) for name, t in times.items()}}  # type: ignore[dict-item]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
@@ -147,27 +147,37 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.interventions:
-        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
-              "256 observations, arms taking turns")
-        print(f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}")
+        print(
+            f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
+            "256 observations, arms taking turns"
+        )
+        print(
+            f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}"
+        )
         rows = []
         for kind in args.models:
             row = intervention_costs(kind, args.repeats or (50 if kind == "mlp" else 10))
             rows.append(row)
             step = row["gradient step"]
-            print(f"{kind:<6} {1e3 * step:>10.2f} {1e3 * row['redo']:>8.2f} {row['redo'] / step:>7.2f} "
-                  f"{1e3 * row['shrink_perturb']:>15.2f} {row['shrink_perturb'] / step:>7.2f} "
-                  f"{1e3 * row['reset heads']:>12.2f} {row['reset heads'] / step:>7.2f}")
+            print(
+                f"{kind:<6} {1e3 * step:>10.2f} {1e3 * row['redo']:>8.2f} {row['redo'] / step:>7.2f} "
+                f"{1e3 * row['shrink_perturb']:>15.2f} {row['shrink_perturb'] / step:>7.2f} "
+                f"{1e3 * row['reset heads']:>12.2f} {row['reset heads'] / step:>7.2f}"
+            )
         return rows
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
-          f"median step time of each arm, arms interleaved step by step")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+        f"median step time of each arm, arms interleaved step by step"
+    )
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")
     rows = []
     for kind in args.models:
         row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
         rows.append(row)
-        print(f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
-              f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}")
+        print(
+            f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
+            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}"
+        )
     return rows
 
 

@@ -32,10 +32,13 @@ import statistics
 import sys
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
-ZOO_ATARI_PPO = dict(n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01, vf_coef=0.5)
+ZOO_ATARI_PPO: dict[str, Any] = dict(
+    n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01, vf_coef=0.5
+)
 N_STACK = 4
 
 
@@ -92,7 +95,7 @@ def stepping(game: str, n_envs: int, steps: int, rounds: int, seed: int = 0) -> 
     n_actions = envs["adapter"].action_space.n
     assert envs["sb3"].action_space.n == n_actions, "the same game has the same minimal action set in ALE and envpool"
     rng = np.random.default_rng(seed)
-    sps = {arm: [] for arm in envs}
+    sps: dict[str, list[float]] = {arm: [] for arm in envs}
     arms = list(envs)
     for r in range(rounds):
         actions = rng.integers(0, n_actions, (steps, n_envs))
@@ -110,7 +113,7 @@ def ppo(game: str, n_envs: int, steps: int, rounds: int, plastic: bool = False, 
     from stable_baselines3 import PPO
 
     adapter_cls = PPO
-    extra = {}
+    extra: dict[str, Any] = {}
     if plastic:
         from plastic_rl.agents import PlasticPPO
 
@@ -119,7 +122,7 @@ def ppo(game: str, n_envs: int, steps: int, rounds: int, plastic: bool = False, 
         "sb3": PPO("CnnPolicy", make_arm("sb3", game, n_envs, seed), seed=seed, device="cpu", **ZOO_ATARI_PPO),
         "adapter": adapter_cls("CnnPolicy", make_arm("adapter", game, n_envs, seed), seed=seed, device="cpu", **ZOO_ATARI_PPO, **extra),
     }
-    sps = {arm: [] for arm in models}
+    sps: dict[str, list[float]] = {arm: [] for arm in models}
     for r in range(rounds):
         for arm in list(models)[:: 1 if r % 2 == 0 else -1]:  # alternate which arm goes first
             model = models[arm]
@@ -127,7 +130,7 @@ def ppo(game: str, n_envs: int, steps: int, rounds: int, plastic: bool = False, 
             model.learn(steps, reset_num_timesteps=r == 0)
             sps[arm].append(steps / (time.perf_counter() - start))
     for model in models.values():
-        model.env.close()
+        model.env.close()  # type: ignore[union-attr]
     return {
         "agent": "PlasticPPO(elr)" if plastic else "PPO",
         "adapter_sps": statistics.median(sps["adapter"]),

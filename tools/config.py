@@ -7,7 +7,8 @@ Works the same from an editable install and from a wheel: Hydra finds the YAML t
 from __future__ import annotations
 
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from omegaconf import DictConfig
 

@@ -97,15 +97,15 @@ def make_suite(args: argparse.Namespace) -> Suite:
             return Suite("minatar", ["env=MinAtar", "agent=dqn", f"total_timesteps={steps}", *common], lr=1e-4, tasks=len(games),
                          steps_per_task=steps, optimizer_steps_per_task=opt_steps // 5, sequence=False, task_values=games)  # fmt: skip
         if args.suite == "minatar-sequence":
-            games = ",".join([g.strip() for g in args.games.split(",") if g.strip()][: args.tasks])
-            n = len(games.split(","))
+            games = ",".join([g.strip() for g in args.games.split(",") if g.strip()][: args.tasks])  # type: ignore[assignment]
+            n = len(games.split(","))  # type: ignore[attr-defined]
             return Suite("minatar-sequence", ["env=MinAtarSequence", "agent=dqn", f"env.id='{games}'", f"env.kwargs.switch_every={steps}",
                                               f"total_timesteps={n * steps}", *common],
                          lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
-        games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"
-        n = len(games.split(","))
+        games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"  # type: ignore[assignment]
+        n = len(games.split(","))  # type: ignore[attr-defined]
         return Suite("atari-sequence", ["env=Atari", "agent=dqn", "env.factory=atari_sequence", f"env.id='{games}'",
-                                        f"+env.kwargs.switch_every={steps}", f"+env.eval_kwargs.switch_every=0",
+                                        f"+env.kwargs.switch_every={steps}", "+env.eval_kwargs.switch_every=0",
                                         f"total_timesteps={n * steps}", *common],
                      lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
     raise ValueError(f"suite {args.suite!r} is unknown")
@@ -220,14 +220,18 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m plastic_rl.tools.continual", description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="permuted-cartpole", choices=["permuted-cartpole", "minatar-sequence", "minatar", "atari-sequence"])
+    parser.add_argument(
+        "--suite", default="permuted-cartpole", choices=["permuted-cartpole", "minatar-sequence", "minatar", "atari-sequence"]
+    )
     parser.add_argument("--arms", default="all", help=f"comma-separated arms or 'all'; accepted: {', '.join(ARMS)}")
     parser.add_argument("--seeds", default="0-4", help="'0-4' or '0,1,2' (default 0-4)")
     parser.add_argument("--tasks", type=int, default=5, help="tasks in the sequence (default 5)")
     parser.add_argument("--steps-per-task", type=int, default=0, help="env steps per task (default: 30k cartpole, 100k minatar)")
     parser.add_argument("--games", default=MINATAR_GAMES, help="MinAtar (or Atari) games, comma-separated")
     parser.add_argument("--replay-ratio", type=float, default=1.0, help="DQN suites: gradient updates per env step (1 or 0.25)")
-    parser.add_argument("--eval-freq", type=int, default=0, help="env steps between evaluations (default: 5k cartpole, a tenth of a task minatar)")
+    parser.add_argument(
+        "--eval-freq", type=int, default=0, help="env steps between evaluations (default: 5k cartpole, a tenth of a task minatar)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (joblib launcher)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
     arms = {"adam": (plain, torch.optim.Adam(plain.parameters(), lr=cfg.lr), None)}
     opt = torch.optim.Adam(normalized.parameters(), lr=cfg.lr)
     schedule = CusumRewarm(**cfg.cusum)
-    arms["elr"] = (normalized, opt, ELR(normalized, opt, schedule=schedule))
+    arms["elr"] = (normalized, opt, ELR(normalized, opt, schedule=schedule))  # type: ignore[assignment]
     probe = torch.randn(512, cfg.input_dim, generator=torch.Generator().manual_seed(cfg.seed))
     data = torch.Generator().manual_seed(cfg.seed + 1)
     results: dict[str, dict[str, float]] = {}
@@ -64,8 +64,10 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
                     w0 = diag["weight_norm/0"]  # weight and bias jointly: what ELR projects
                     rate = f"{elr.metrics()['elr/0']:.2e}" if elr is not None else "-"
                     factor = f"{elr.metrics()['lr_factor']:.2f}" if elr is not None else "-"
-                    print(f"{step:>6} {name:<5} {loss.item():>8.4f} {w0:>8.3f} {rate:>9} {factor:>5} "
-                          f"{diag['dormant_ratio']:>8.3f} {diag['srank']:>6.1f}")
+                    print(
+                        f"{step:>6} {name:<5} {loss.item():>8.4f} {w0:>8.3f} {rate:>9} {factor:>5} "
+                        f"{diag['dormant_ratio']:>8.3f} {diag['srank']:>6.1f}"
+                    )
                     results[name] = {"loss": loss.item(), "weight_norm_0": w0, **diag}
     alarms = ", ".join(str(a) for a in schedule.alarms) or "none"
     switches = ", ".join(str(k * cfg.steps_per_task) for k in range(1, cfg.tasks))

@@ -239,12 +239,10 @@ def at_lr(cfg: argparse.Namespace, arm: str, lr: float) -> argparse.Namespace:
 def make_schedule(arm: str, cfg: argparse.Namespace):
     """The arm's lr factor, relative to its optimizer's lr (``--lr``; ``--low-lr`` for late-elr); None: constant."""
     if arm in ("elr", "baseline+schedule"):
-        return CyclicRewarm(period=cfg.steps, warmup=min(cfg.warmup, cfg.steps), peak=cfg.peak_lr / cfg.lr,
-                            floor=cfg.floor_lr / cfg.lr)
+        return CyclicRewarm(period=cfg.steps, warmup=min(cfg.warmup, cfg.steps), peak=cfg.peak_lr / cfg.lr, floor=cfg.floor_lr / cfg.lr)
     if arm == "late-elr":  # idle (factor 1 = the low lr) until rewarm() at cfg.late
         decay = max(cfg.steps - cfg.late - cfg.warmup, 0)
-        return OnDemandRewarm(warmup=cfg.warmup, decay=decay, peak=cfg.peak_lr / cfg.low_lr,
-                              floor=cfg.floor_lr / cfg.low_lr)
+        return OnDemandRewarm(warmup=cfg.warmup, decay=decay, peak=cfg.peak_lr / cfg.low_lr, floor=cfg.floor_lr / cfg.low_lr)
     return None
 
 
@@ -268,7 +266,9 @@ def make_optimizer_and_elr(arm: str, model: nn.Module, cfg: argparse.Namespace) 
     lr = cfg.low_lr if arm == "late-elr" else cfg.lr
     optimizer = torch.optim.AdamW(
         [{"params": free, "weight_decay": 0.0}, {"params": decayed, "weight_decay": cfg.norm_wd}],
-        lr=lr, betas=betas, foreach=True,
+        lr=lr,
+        betas=betas,
+        foreach=True,
     )
     if arm == "nap":
         return optimizer, ELR(model, optimizer, project_every=100, include=include, gains=gains)
@@ -331,9 +331,17 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print, stop_at: float 
         if step % cfg.eval_every == 0 or step == cfg.steps:
             train_loss, train_acc = evaluate(model, split.train_x, split.train_y)
             test_loss, test_acc = evaluate(model, split.test_x, split.test_y)
-            row = {"arm": arm, "nominal_lr": nominal_lr(arm, cfg), "seed": seed, "step": step,
-                   "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-                   "lr": optimizer.param_groups[0]["lr"] * metrics["lr_factor"]}
+            row = {
+                "arm": arm,
+                "nominal_lr": nominal_lr(arm, cfg),
+                "seed": seed,
+                "step": step,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": optimizer.param_groups[0]["lr"] * metrics["lr_factor"],
+            }
             row.update({k: v for k, v in metrics.items() if k != "lr_factor"})  # this step's own
             row.update(means.pop())  # elr_mean/<layer>: the mean since the last logged step
             row["param_norm"] = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in model.parameters()))
@@ -342,8 +350,10 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print, stop_at: float 
                 row["dormant_ratio"] = d["dormant_ratio"]
             rows.append(row)
             if cfg.verbose and step % (cfg.eval_every * 20) == 0:
-                log(f"  {arm:9s} seed {seed} step {step:6d}  train {train_acc:.3f}  test {test_acc:.3f}  "
-                    f"loss {train_loss:.3g}  [{timer():.0f}s]")
+                log(
+                    f"  {arm:9s} seed {seed} step {step:6d}  train {train_acc:.3f}  test {test_acc:.3f}  "
+                    f"loss {train_loss:.3g}  [{timer():.0f}s]"
+                )
             if stop_at is not None and test_acc >= stop_at:
                 break
     elr.remove()
@@ -353,9 +363,18 @@ def run(arm: str, seed: int, cfg: argparse.Namespace, log=print, stop_at: float 
     for th in THRESHOLDS:
         summary[f"steps_to_{round(th * 100)}"] = first_step(steps_logged, accs, th)
     window, n = elr_window(per_step, steps_logged, accs)
-    summary.update({"final_train_acc": rows[-1]["train_acc"], "final_test_acc": rows[-1]["test_acc"],
-                    "best_test_acc": max(accs), "last_step": rows[-1]["step"], "elr_layer": hidden, "elr_window": window,
-                    "window_steps": n, "wall_s": round(timer(), 1)})
+    summary.update(
+        {
+            "final_train_acc": rows[-1]["train_acc"],
+            "final_test_acc": rows[-1]["test_acc"],
+            "best_test_acc": max(accs),
+            "last_step": rows[-1]["step"],
+            "elr_layer": hidden,
+            "elr_window": window,
+            "window_steps": n,
+            "wall_s": round(timer(), 1),
+        }
+    )
     return rows, summary
 
 
@@ -393,10 +412,16 @@ def comparison_rows(summaries: list[dict], budget: int) -> list[list]:
         for lr in lrs:
             both = [seed for seed in seeds if (arm, lr, seed) in by and (ref, lr, seed) in by]
             if both:
-                rows.append([f"`{arm}` vs `{ref}`", what, f"{lr:g}",
-                             " / ".join(_censored(by[ref, lr, s], budget) for s in both),
-                             " / ".join(_censored(by[arm, lr, s], budget) for s in both),
-                             " / ".join(speedup(by[ref, lr, s], by[arm, lr, s], budget) for s in both)])
+                rows.append(
+                    [
+                        f"`{arm}` vs `{ref}`",
+                        what,
+                        f"{lr:g}",
+                        " / ".join(_censored(by[ref, lr, s], budget) for s in both),
+                        " / ".join(_censored(by[arm, lr, s], budget) for s in both),
+                        " / ".join(speedup(by[ref, lr, s], by[arm, lr, s], budget) for s in both),
+                    ]
+                )
     return rows
 
 
@@ -404,28 +429,60 @@ def matched_markdown(summaries: list[dict], budget: int, eval_every: int) -> lis
     rows = comparison_rows(summaries, budget)
     if not rows:
         return []
-    return ["", f"Speed-up to 90% test accuracy at a matched lr (the lr is the constant lr, or the schedule's peak): "
-                f"steps of the reference / steps of the arm, per seed; resolution {eval_every} steps; "
-                f"'> {budget}': not within the budget, which makes the speed-up a bound.", "",
-            markdown_table(["arm vs reference", "matched", "lr", "reference: steps to 90%", "arm: steps to 90%",
-                            "speed-up"], rows)]
+    return [
+        "",
+        f"Speed-up to 90% test accuracy at a matched lr (the lr is the constant lr, or the schedule's peak): "
+        f"steps of the reference / steps of the arm, per seed; resolution {eval_every} steps; "
+        f"'> {budget}': not within the budget, which makes the speed-up a bound.",
+        "",
+        markdown_table(["arm vs reference", "matched", "lr", "reference: steps to 90%", "arm: steps to 90%", "speed-up"], rows),
+    ]
 
 
 def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float, command: str) -> str:
-    lines = [f"# Grokking: modular addition, p={cfg.p}, rho={cfg.rho}, model={cfg.model}, {cfg.steps} steps",
-             "", f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s", ""]
+    lines = [
+        f"# Grokking: modular addition, p={cfg.p}, rho={cfg.rho}, model={cfg.model}, {cfg.steps} steps",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine()}; wall time {wall:.0f} s",
+        "",
+    ]
     per_seed = []
     for s in summaries:
-        per_seed.append([s["arm"], f"{s['nominal_lr']:g}", s["seed"],
-                         *(_fmt_steps(s[f"steps_to_{round(t * 100)}"]) for t in THRESHOLDS),
-                         f"{s['final_train_acc']:.3f}", f"{s['final_test_acc']:.3f}", f"{s['best_test_acc']:.3f}",
-                         f"{s['elr_window']:.2e}", s["wall_s"]])
-    lines.append(markdown_table(["arm", "lr", "seed", "steps to 50%", "steps to 90%", "steps to 95%", "final train acc",
-                                 "final test acc", "best test acc", f"mean ELR {summaries[0]['elr_layer']} to 50%",
-                                 "wall s"], per_seed))
+        per_seed.append(
+            [
+                s["arm"],
+                f"{s['nominal_lr']:g}",
+                s["seed"],
+                *(_fmt_steps(s[f"steps_to_{round(t * 100)}"]) for t in THRESHOLDS),
+                f"{s['final_train_acc']:.3f}",
+                f"{s['final_test_acc']:.3f}",
+                f"{s['best_test_acc']:.3f}",
+                f"{s['elr_window']:.2e}",
+                s["wall_s"],
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "arm",
+                "lr",
+                "seed",
+                "steps to 50%",
+                "steps to 90%",
+                "steps to 95%",
+                "final train acc",
+                "final test acc",
+                "best test acc",
+                f"mean ELR {summaries[0]['elr_layer']} to 50%",
+                "wall s",
+            ],
+            per_seed,
+        )
+    )
     arms = list(dict.fromkeys(s["arm"] for s in summaries))
-    lines += ["", f"Steps to 90% test accuracy, per arm (median over the seeds that reached it; "
-                  f"resolution {cfg.eval_every} steps):", ""]
+    lines += ["", f"Steps to 90% test accuracy, per arm (median over the seeds that reached it; resolution {cfg.eval_every} steps):", ""]
     agg = []
     for arm in arms:
         reached = sorted(s["steps_to_90"] for s in summaries if s["arm"] == arm and s["steps_to_90"] is not None)
@@ -437,16 +494,16 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float
     return "\n".join(lines) + "\n"
 
 
-def spearman(summaries: list[dict], budget: int, arms=None, censored: bool = True, lr: float | None = None,
-             key: str = "elr_window") -> dict:
+def spearman(
+    summaries: list[dict], budget: int, arms=None, censored: bool = True, lr: float | None = None, key: str = "elr_window"
+) -> dict:
     """Spearman's rho of a run's mean ELR (``key``) against its steps to 90%, over the runs selected.
 
     A run not within the budget ranks last (steps = budget + 1, tied with the other such runs: Spearman
     works on ranks, and all we know of them is that they rank after every run that got there);
     ``censored=False`` leaves them out instead.
     """
-    pts = [(s[key], s["steps_to_90"]) for s in summaries
-           if (arms is None or s["arm"] in arms) and (lr is None or s["nominal_lr"] == lr)]
+    pts = [(s[key], s["steps_to_90"]) for s in summaries if (arms is None or s["arm"] in arms) and (lr is None or s["nominal_lr"] == lr)]
     if not censored:
         pts = [p for p in pts if p[1] is not None]
     x = [p[0] for p in pts]
@@ -468,17 +525,21 @@ def _rho(r: dict) -> list[str]:
 
 def spearman_rows(summaries: list[dict], budget: int) -> list[list]:
     """Every run; each kind of network; the runs that got there; each lr alone (arms differ, the lr does not)."""
-    groups = [("all runs", {}), ("plain networks (" + ", ".join(PLAIN) + ")", {"arms": PLAIN}),
-              ("normalized networks (nap, elr, late-elr)", {"arms": ("nap", "elr", "late-elr")}),
-              ("runs that reached 90% only", {"censored": False})]
+    groups = [
+        ("all runs", {}),
+        ("plain networks (" + ", ".join(PLAIN) + ")", {"arms": PLAIN}),
+        ("normalized networks (nap, elr, late-elr)", {"arms": ("nap", "elr", "late-elr")}),
+        ("runs that reached 90% only", {"censored": False}),
+    ]
     groups += [(f"lr {lr:g} only (across arms)", {"lr": lr}) for lr in sorted({s["nominal_lr"] for s in summaries})]
     fixed = "elr_fixed" in summaries[0]
     rows = []
     for label, select in groups:
-        r = spearman(summaries, budget, **select)
+        r = spearman(summaries, budget, **select)  # type: ignore[arg-type]
         if r["n"]:
-            rows.append([label, r["n"], r["censored"], *_rho(r),
-                         *(_rho(spearman(summaries, budget, key="elr_fixed", **select)) if fixed else [])])
+            rows.append(
+                [label, r["n"], r["censored"], *_rho(r), *(_rho(spearman(summaries, budget, key="elr_fixed", **select)) if fixed else [])]  # type: ignore[arg-type]
+            )
     return rows
 
 
@@ -517,34 +578,54 @@ def sweep_markdown(summaries: list[dict], cfg: argparse.Namespace, wall: float, 
     by = {(s["arm"], s["nominal_lr"], s["seed"]): s for s in summaries}
 
     def cells(key, fmt):
-        return [[arm, *(" / ".join(fmt(by[arm, lr, seed][key]) for seed in seeds if (arm, lr, seed) in by)
-                        for lr in lrs)] for arm in arms]
+        return [[arm, *(" / ".join(fmt(by[arm, lr, seed][key]) for seed in seeds if (arm, lr, seed) in by) for lr in lrs)] for arm in arms]
 
     lr_heads = [f"lr {lr:g}" for lr in lrs]
-    lines = [f"# Grokking lr sweep: p={cfg.p}, rho={cfg.rho}, model={cfg.model}, budget {budget} steps", "",
-             f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s; seeds {seeds}", "",
-             "The lr of a constant arm is its lr; that of a scheduled arm (`baseline+schedule`, `elr`) is its peak "
-             f"(warm-up over {cfg.warmup} steps, cosine over the {budget}-step budget to "
-             f"{cfg.floor_lr / cfg.peak_lr:g} x the peak). A run stops at the first logged step with test "
-             f"accuracy >= {STOP_AT:.0%} (its schedule spans the budget regardless).", "",
-             f"Steps to 90% test accuracy, seeds {' / '.join(map(str, seeds))} (resolution {cfg.eval_every} steps; "
-             f"'> {budget}': not within the budget):", "",
-             markdown_table(["arm", *lr_heads], cells("steps_to_90", lambda v: _censored(v, budget)))]
+    lines = [
+        f"# Grokking lr sweep: p={cfg.p}, rho={cfg.rho}, model={cfg.model}, budget {budget} steps",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine()}; wall time {wall:.0f} s; seeds {seeds}",
+        "",
+        "The lr of a constant arm is its lr; that of a scheduled arm (`baseline+schedule`, `elr`) is its peak "
+        f"(warm-up over {cfg.warmup} steps, cosine over the {budget}-step budget to "
+        f"{cfg.floor_lr / cfg.peak_lr:g} x the peak). A run stops at the first logged step with test "
+        f"accuracy >= {STOP_AT:.0%} (its schedule spans the budget regardless).",
+        "",
+        f"Steps to 90% test accuracy, seeds {' / '.join(map(str, seeds))} (resolution {cfg.eval_every} steps; "
+        f"'> {budget}': not within the budget):",
+        "",
+        markdown_table(["arm", *lr_heads], cells("steps_to_90", lambda v: _censored(v, budget))),
+    ]
     lines += matched_markdown(summaries, budget, cfg.eval_every)
-    lines += ["", f"Measured ELR of the hidden layer `{layer}` (`ELR.metrics()`, every step), averaged over the steps "
-                  f"up to the first logged step with test accuracy >= {WINDOW_AT:.0%} (the whole run when none), "
-                  f"seeds {' / '.join(map(str, seeds))}:", "",
-              markdown_table(["arm", *lr_heads], cells("elr_window", lambda v: f"{v:.2e}"))]
+    lines += [
+        "",
+        f"Measured ELR of the hidden layer `{layer}` (`ELR.metrics()`, every step), averaged over the steps "
+        f"up to the first logged step with test accuracy >= {WINDOW_AT:.0%} (the whole run when none), "
+        f"seeds {' / '.join(map(str, seeds))}:",
+        "",
+        markdown_table(["arm", *lr_heads], cells("elr_window", lambda v: f"{v:.2e}")),
+    ]
     fixed = summaries[0].get("fixed_steps")
     heads = ["runs", "n", "not within budget", "rho, window to 50%", "p-value"]
     if fixed:
-        lines += ["", f"The same ELR averaged over a fixed window, steps 1..{fixed} for every run ({fixed}: the earliest "
-                      f"logged step at which any run reached {WINDOW_AT:.0%}), seeds {' / '.join(map(str, seeds))}:", "",
-                  markdown_table(["arm", *lr_heads], cells("elr_fixed", lambda v: f"{v:.2e}"))]
+        lines += [
+            "",
+            f"The same ELR averaged over a fixed window, steps 1..{fixed} for every run ({fixed}: the earliest "
+            f"logged step at which any run reached {WINDOW_AT:.0%}), seeds {' / '.join(map(str, seeds))}:",
+            "",
+            markdown_table(["arm", *lr_heads], cells("elr_fixed", lambda v: f"{v:.2e}")),
+        ]
         heads += [f"rho, steps 1..{fixed}", "p-value"]
-    lines += ["", "Spearman's rank correlation of the mean ELR with steps to 90% (a run not within the budget "
-                  "ranks last, tied with the others that did not get there; the paper predicts a strong negative "
-                  "one):", "", markdown_table(heads, spearman_rows(summaries, budget))]
+    lines += [
+        "",
+        "Spearman's rank correlation of the mean ELR with steps to 90% (a run not within the budget "
+        "ranks last, tied with the others that did not get there; the paper predicts a strong negative "
+        "one):",
+        "",
+        markdown_table(heads, spearman_rows(summaries, budget)),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -565,24 +646,30 @@ def plot_scatter(summaries: list[dict], path, cfg: argparse.Namespace) -> None:
     for ax, (key, label) in zip(axes.flat, panels):
         for s in summaries:
             color, censored = COLORS.get(s["arm"], "k"), s["steps_to_90"] is None
-            ax.scatter(s[key], above if censored else s["steps_to_90"], marker=markers[s["nominal_lr"]], s=40,
-                       facecolors="none" if censored else color, edgecolors=color, linewidths=1.2)
+            ax.scatter(
+                s[key],
+                above if censored else s["steps_to_90"],
+                marker=markers[s["nominal_lr"]],
+                s=40,
+                facecolors="none" if censored else color,
+                edgecolors=color,
+                linewidths=1.2,
+            )
         ax.axhline(cfg.steps, color="k", lw=0.6, ls=":")
-        ax.text(0.99, above, f"not within {cfg.steps}", transform=ax.get_yaxis_transform(), fontsize=8, va="center",
-                ha="right")  # the runs that did not get there have the low ELRs, on the left
+        ax.text(
+            0.99, above, f"not within {cfg.steps}", transform=ax.get_yaxis_transform(), fontsize=8, va="center", ha="right"
+        )  # the runs that did not get there have the low ELRs, on the left
         ax.set_xscale("log")
         ax.set_xlabel(label, fontsize=9)
         ax.set_ylabel("steps to 90% test accuracy", fontsize=9)
         r = spearman(summaries, cfg.steps, key=key)
-        ax.set_title(f"Spearman rho = {r['rho']:.2f} over {r['n']} runs ({r['censored']} not within budget, "
-                     "ranked last)", fontsize=9)
+        ax.set_title(f"Spearman rho = {r['rho']:.2f} over {r['n']} runs ({r['censored']} not within budget, ranked last)", fontsize=9)
     for arm in dict.fromkeys(s["arm"] for s in summaries):
         axes.flat[0].scatter([], [], color=COLORS.get(arm, "k"), marker="s", label=arm)
     for lr in lrs:
         axes.flat[0].scatter([], [], color="k", marker=markers[lr], facecolors="none", label=f"lr {lr:g}")
     axes.flat[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Grokking, x+y mod {cfg.p}, rho={cfg.rho}: measured ELR vs steps to 90% (filled: got there)",
-                 fontsize=10)
+    fig.suptitle(f"Grokking, x+y mod {cfg.p}, rho={cfg.rho}: measured ELR vs steps to 90% (filled: got there)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -594,12 +681,16 @@ def plot(rows: list[dict], path, cfg: argparse.Namespace) -> None:
     colors = COLORS
     hidden = "blocks.0.mlp.0" if cfg.model == "transformer" else "net.0"
     out_layer = "unembed" if cfg.model == "transformer" else "net.2"
-    panels = [("train_acc", "train accuracy", False), ("test_acc", "test accuracy", False),
-              ("lr", "learning rate", True), (f"param_norm/{hidden}", f"||W|| {hidden} (hidden)", True),
-              (f"param_norm/{out_layer}", f"||W|| {out_layer} (read-out)", True),
-              (f"elr_mean/{hidden}", f"ELR {hidden} (mean per log interval)", True),
-              (f"elr_mean/{out_layer}", f"ELR {out_layer} (mean per log interval)", True),
-              ("dormant_ratio", "dormant ratio (tau=0.025)", False)]
+    panels = [
+        ("train_acc", "train accuracy", False),
+        ("test_acc", "test accuracy", False),
+        ("lr", "learning rate", True),
+        (f"param_norm/{hidden}", f"||W|| {hidden} (hidden)", True),
+        (f"param_norm/{out_layer}", f"||W|| {out_layer} (read-out)", True),
+        (f"elr_mean/{hidden}", f"ELR {hidden} (mean per log interval)", True),
+        (f"elr_mean/{out_layer}", f"ELR {out_layer} (mean per log interval)", True),
+        ("dormant_ratio", "dormant ratio (tau=0.025)", False),
+    ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     for ax, (key, title, log) in zip(axes.flat, panels):
         for arm in arms:
@@ -609,8 +700,14 @@ def plot(rows: list[dict], path, cfg: argparse.Namespace) -> None:
                 if not pts:
                     continue
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, color=colors.get(arm, "k"), alpha=0.85 if i == 0 else 0.4, lw=1.2 if i == 0 else 0.8,
-                        label=arm if i == 0 else None)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=colors.get(arm, "k"),
+                    alpha=0.85 if i == 0 else 0.4,
+                    lw=1.2 if i == 0 else 0.8,
+                    label=arm if i == 0 else None,
+                )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -639,36 +736,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p", type=int, default=97, help="modulus, >= 3 (default 97)")
     parser.add_argument("--rho", type=float, default=0.3, help="training fraction of the p^2 pairs, in (0, 1) (default 0.3)")
     parser.add_argument("--model", default="mlp", help="mlp (default) or transformer")
-    parser.add_argument("--steps", type=positive_int("--steps"), default=None,
-                        help="optimizer steps per run (default 3000)")
-    parser.add_argument("--batch", type=int, default=512,
-                        help="minibatch size (default 512, sampled with replacement); 0 = full batch")
+    parser.add_argument("--steps", type=positive_int("--steps"), default=None, help="optimizer steps per run (default 3000)")
+    parser.add_argument("--batch", type=int, default=512, help="minibatch size (default 512, sampled with replacement); 0 = full batch")
     parser.add_argument("--embed", type=int, default=128, help="embedding width (default 128)")
     parser.add_argument("--hidden", type=int, default=256, help="MLP hidden width (default 256)")
     parser.add_argument("--norm", default="layer", choices=("layer", "rms"), help="normalization insert_norm inserts")
-    parser.add_argument("--gains", default="project", choices=("project", "decay"),
-                        help="normalized arms: project the norm gains with ELR (default) or leave them to AdamW decay")
+    parser.add_argument(
+        "--gains",
+        default="project",
+        choices=("project", "decay"),
+        help="normalized arms: project the norm gains with ELR (default) or leave them to AdamW decay",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="base lr of baseline, nap, elr (default 1e-3)")
     parser.add_argument("--wd", type=float, default=1.0, help="baseline AdamW weight decay (default 1.0)")
-    parser.add_argument("--norm-wd", type=float, default=1.0,
-                        help="AdamW weight decay on the non-projected parameters of the normalized arms (default 1.0)")
+    parser.add_argument(
+        "--norm-wd", type=float, default=1.0, help="AdamW weight decay on the non-projected parameters of the normalized arms (default 1.0)"
+    )
     parser.add_argument("--peak-lr", type=float, default=1e-2, help="re-warm peak lr of elr, late-elr (default 1e-2)")
     parser.add_argument("--floor-lr", type=float, default=1e-3, help="lr at the end of the cosine (default 1e-3)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps // 10)")
-    parser.add_argument("--low-lr", type=float, default=1e-3,
-                        help="late-elr: lr before the re-warm (default 1e-3, 10x below the peak)")
-    parser.add_argument("--late-at", type=float, default=0.5,
-                        help="late-elr: re-warm after this fraction of the steps (default 0.5)")
-    parser.add_argument("--eval-every", type=positive_int("--eval-every"), default=100,
-                        help="log (train/test accuracy, ELR) every N steps (default 100)")
-    parser.add_argument("--diag-every", type=positive_int("--diag-every"), default=500,
-                        help="dormant ratio every N steps (multiple of --eval-every; default 500)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="run every arm at every lr of --lrs (default arms: " + ", ".join(SWEEP_ARMS) + "), stop "
-                             "each run at 90%% test accuracy, and correlate the measured ELR with steps to 90%%")
-    parser.add_argument("--lrs", default=SWEEP_LRS,
-                        help=f"--sweep: the lrs, comma-separated (a constant arm's lr, a scheduled arm's peak; "
-                             f"default {SWEEP_LRS})")
+    parser.add_argument("--low-lr", type=float, default=1e-3, help="late-elr: lr before the re-warm (default 1e-3, 10x below the peak)")
+    parser.add_argument("--late-at", type=float, default=0.5, help="late-elr: re-warm after this fraction of the steps (default 0.5)")
+    parser.add_argument(
+        "--eval-every", type=positive_int("--eval-every"), default=100, help="log (train/test accuracy, ELR) every N steps (default 100)"
+    )
+    parser.add_argument(
+        "--diag-every",
+        type=positive_int("--diag-every"),
+        default=500,
+        help="dormant ratio every N steps (multiple of --eval-every; default 500)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="run every arm at every lr of --lrs (default arms: " + ", ".join(SWEEP_ARMS) + "), stop "
+        "each run at 90%% test accuracy, and correlate the measured ELR with steps to 90%%",
+    )
+    parser.add_argument(
+        "--lrs",
+        default=SWEEP_LRS,
+        help=f"--sweep: the lrs, comma-separated (a constant arm's lr, a scheduled arm's peak; default {SWEEP_LRS})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_common(parser, ARMS, default_out="runs/grokking", seeds="0-2")
     return parser
@@ -691,8 +799,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--rho {args.rho} is not accepted; the training fraction must be in (0, 1), e.g. 0.3")
     n_train = round(args.rho * args.p * args.p)
     if not 1 <= n_train < args.p * args.p:
-        parser.error(f"--rho {args.rho} with --p {args.p} gives {n_train} training pairs of {args.p ** 2}; "
-                     f"need at least 1 and at least one test pair")
+        parser.error(
+            f"--rho {args.rho} with --p {args.p} gives {n_train} training pairs of {args.p**2}; need at least 1 and at least one test pair"
+        )
     if args.model not in MODELS:
         parser.error(f"--model {args.model!r} is unknown; accepted: {', '.join(MODELS)}")
     if not 0 <= args.late_at < 1:
@@ -722,9 +831,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _progress(s: dict) -> str:
-    return (f"{s['arm']:17s} lr {s['nominal_lr']:<7g} seed {s['seed']}: steps to 50/90/95% = "
-            f"{', '.join(_fmt_steps(s[f'steps_to_{round(t * 100)}']) for t in THRESHOLDS)}; "
-            f"final test {s['final_test_acc']:.3f}; mean ELR to 50% {s['elr_window']:.2e}  ({s['wall_s']} s)")
+    return (
+        f"{s['arm']:17s} lr {s['nominal_lr']:<7g} seed {s['seed']}: steps to 50/90/95% = "
+        f"{', '.join(_fmt_steps(s[f'steps_to_{round(t * 100)}']) for t in THRESHOLDS)}; "
+        f"final test {s['final_test_acc']:.3f}; mean ELR to 50% {s['elr_window']:.2e}  ({s['wall_s']} s)"
+    )
 
 
 def sweep(args: argparse.Namespace, out, command: str) -> int:

@@ -125,9 +125,13 @@ def mnist1d_data() -> Data:
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
-        _CACHE["mnist1d"] = Data(torch.tensor(ds["x"], dtype=torch.float32), torch.tensor(ds["y"], dtype=torch.long),
-                                 torch.tensor(ds["x_test"], dtype=torch.float32),
-                                 torch.tensor(ds["y_test"], dtype=torch.long), "MNIST-1D")
+        _CACHE["mnist1d"] = Data(
+            torch.tensor(ds["x"], dtype=torch.float32),
+            torch.tensor(ds["y"], dtype=torch.long),
+            torch.tensor(ds["x_test"], dtype=torch.float32),
+            torch.tensor(ds["y_test"], dtype=torch.long),
+            "MNIST-1D",
+        )
     return _CACHE["mnist1d"]
 
 
@@ -162,9 +166,8 @@ def subset(n: int, fraction: float, seed: int) -> torch.Tensor:
 
 
 def build_model(features: int, classes: int, hidden: int = 256) -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                        nn.Linear(hidden, classes))
-    return insert_norm(net, kind="layer")  # Linear -> LayerNorm -> ReLU; the read-out stays linear
+    net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    return insert_norm(net, kind="layer")  # type: ignore[return-value]  # Linear -> LayerNorm -> ReLU; the read-out stays linear
 
 
 @torch.no_grad()
@@ -185,7 +188,7 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
     if cfg.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, foreach=True)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd, foreach=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd, foreach=True)  # type: ignore[assignment]
     warmup = round(cfg.warmup * phase_steps)
     schedule = None
     if rewarm:
@@ -228,10 +231,18 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
             step += 1
             if (epoch_step + 1) % steps_per_epoch == 0:
                 snap = diagnostics.FeatureSnapshot(model, probe)
-                row = {"arm": arm, "base_lr": cfg.lr, "seed": seed, "phase": phase, "step": step,
-                       "phase_step": epoch_step + 1, "train_acc": accuracy(model, x_all, y_all),
-                       "full_train_acc": accuracy(model, data.x, data.y), "test_acc": accuracy(model, data.x_test, data.y_test),
-                       "lr": cfg.lr * elr.metrics()["lr_factor"]}
+                row = {
+                    "arm": arm,
+                    "base_lr": cfg.lr,
+                    "seed": seed,
+                    "phase": phase,
+                    "step": step,
+                    "phase_step": epoch_step + 1,
+                    "train_acc": accuracy(model, x_all, y_all),
+                    "full_train_acc": accuracy(model, data.x, data.y),
+                    "test_acc": accuracy(model, data.x_test, data.y_test),
+                    "lr": cfg.lr * elr.metrics()["lr_factor"],
+                }
                 if previous is not None:  # feature change over the last epoch (across the change too)
                     d = diagnostics.compare(previous, snap)
                     row["delta_c_epoch"], row["delta_a_epoch"] = d["delta_c"], d["delta_a"]
@@ -246,9 +257,15 @@ def run(arm: str, seed: int, data: Data, cfg: argparse.Namespace, log=print) -> 
             phase1_train_acc = rows[-1]["train_acc"]
     elr.remove()
     last = rows[-1]
-    summary = {"arm": arm, "base_lr": cfg.lr, "seed": seed, "final_test_acc": last["test_acc"],
-               "final_train_acc": last["full_train_acc"],
-               "phase1_train_acc": phase1_train_acc, "wall_s": round(timer(), 1)}
+    summary = {
+        "arm": arm,
+        "base_lr": cfg.lr,
+        "seed": seed,
+        "final_test_acc": last["test_acc"],
+        "final_train_acc": last["full_train_acc"],
+        "phase1_train_acc": phase1_train_acc,
+        "wall_s": round(timer(), 1),
+    }
     return rows, summary
 
 
@@ -272,13 +289,17 @@ def elr_across_change(rows: list[dict], layer: str, k: int) -> dict[str, float]:
     Also ``||W||`` of the layer at the end of each phase (seed mean). A fresh arm has no phase 1 (nan).
     Why these windows: the ELR the network had when the data changed, the burst after it, and where it settles.
     """
+
     def mean(values):
         return sum(values) / len(values) if values else math.nan
 
     out = {}
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
-    for phase, name, part in (("phase1", "before", slice(-k, None)), ("phase2", "after", slice(None, k)),
-                              ("phase2", "end", slice(-k, None))):
+    for phase, name, part in (
+        ("phase1", "before", slice(-k, None)),
+        ("phase2", "after", slice(None, k)),
+        ("phase2", "end", slice(-k, None)),
+    ):
         runs = [[r for r in rows if r["seed"] == seed and r["phase"] == phase] for seed in seeds]
         out[f"elr_{name}"] = mean([r[f"elr_mean/{layer}"] for run in runs for r in run[part]])
         if name != "after":
@@ -288,17 +309,37 @@ def elr_across_change(rows: list[dict], layer: str, k: int) -> dict[str, float]:
 
 def elr_change_markdown(rows: list[dict], keys: list[tuple[str, float]], cfg: argparse.Namespace) -> list[str]:
     """The measured ELR across the data change, one row per (arm, base lr) in ``keys``."""
-    layers = [k[len("elr_mean/"):] for k in rows[0] if k.startswith("elr_mean/")]
+    layers = [k[len("elr_mean/") :] for k in rows[0] if k.startswith("elr_mean/")]
     layer, k = layers[0], window_epochs(cfg)
     table = []
     for arm, lr in keys:
         e = elr_across_change([r for r in rows if r["arm"] == arm and r["base_lr"] == lr], layer, k)
-        table.append([arm, f"{lr:g}", *(_sci(e[key]) for key in ("elr_before", "elr_after", "elr_end")),
-                      *(_num(e[key]) for key in ("norm_before", "norm_end"))])
-    return ["", f"Measured ELR of the first hidden layer `{layer}` across the data change (`ELR.metrics()` every "
-                f"step, epoch means, seeds pooled; windows of {k} epochs; a fresh arm starts at the change):", "",
-            markdown_table(["arm", "lr", f"ELR, last {k} epochs of phase 1", f"ELR, first {k} epochs of phase 2",
-                            f"ELR, last {k} epochs of phase 2", "norm end of phase 1", "norm end of phase 2"], table)]
+        table.append(
+            [
+                arm,
+                f"{lr:g}",
+                *(_sci(e[key]) for key in ("elr_before", "elr_after", "elr_end")),
+                *(_num(e[key]) for key in ("norm_before", "norm_end")),
+            ]
+        )
+    return [
+        "",
+        f"Measured ELR of the first hidden layer `{layer}` across the data change (`ELR.metrics()` every "
+        f"step, epoch means, seeds pooled; windows of {k} epochs; a fresh arm starts at the change):",
+        "",
+        markdown_table(
+            [
+                "arm",
+                "lr",
+                f"ELR, last {k} epochs of phase 1",
+                f"ELR, first {k} epochs of phase 2",
+                f"ELR, last {k} epochs of phase 2",
+                "norm end of phase 1",
+                "norm end of phase 2",
+            ],
+            table,
+        ),
+    ]
 
 
 def _sci(value: float) -> str:
@@ -309,16 +350,23 @@ def _num(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
 
-def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data, wall: float, command: str,
-                     curves: list[dict] | None = None) -> str:
+def summary_markdown(
+    summaries: list[dict], cfg: argparse.Namespace, data: Data, wall: float, command: str, curves: list[dict] | None = None
+) -> str:
     arms = list(dict.fromkeys(s["arm"] for s in summaries))
     acc = {a: [s["final_test_acc"] for s in summaries if s["arm"] == a] for a in arms}
     stats = {a: mean_spread(v) for a, v in acc.items()}
-    lines = [f"# Warm-starting: {data.name}, fraction {cfg.fraction}, {cfg.epochs} epochs per phase",
-             "", f"Command: `{command}`", "",
-             f"Machine: {machine()}; wall time {wall:.0f} s; seeds {cfg.seeds}", "",
-             "Final test accuracy (mean +- sample std over seeds); gap closed = (acc(arm) - acc(warm)) / "
-             "(acc(ref) - acc(warm)), on the seed means.", ""]
+    lines = [
+        f"# Warm-starting: {data.name}, fraction {cfg.fraction}, {cfg.epochs} epochs per phase",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine()}; wall time {wall:.0f} s; seeds {cfg.seeds}",
+        "",
+        "Final test accuracy (mean +- sample std over seeds); gap closed = (acc(arm) - acc(warm)) / "
+        "(acc(ref) - acc(warm)), on the seed means.",
+        "",
+    ]
     rows = []
     for a in arms:
         m, sd = stats[a]
@@ -329,10 +377,22 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data,
                 gf = f"{100 * gap_closed(m, stats['warm'][0], stats['fresh'][0]):.0f}%"
             if "fresh+elr" in stats:
                 gc = f"{100 * gap_closed(m, stats['warm'][0], stats['fresh+elr'][0]):.0f}%"
-        rows.append([a, f"{100 * m:.2f} +- {100 * sd:.2f}", f"{100 * min(v for v in acc[a]):.2f}",
-                     f"{100 * max(acc[a]):.2f}", f"{100 * sum(p1) / len(p1):.1f}" if p1 else "", gf, gc])
-    lines.append(markdown_table(["arm", "test acc %", "min %", "max %", "phase-1 train acc %",
-                                 "gap closed vs fresh", "gap closed vs fresh+elr"], rows))
+        rows.append(
+            [
+                a,
+                f"{100 * m:.2f} +- {100 * sd:.2f}",
+                f"{100 * min(v for v in acc[a]):.2f}",
+                f"{100 * max(acc[a]):.2f}",
+                f"{100 * sum(p1) / len(p1):.1f}" if p1 else "",
+                gf,
+                gc,
+            ]
+        )
+    lines.append(
+        markdown_table(
+            ["arm", "test acc %", "min %", "max %", "phase-1 train acc %", "gap closed vs fresh", "gap closed vs fresh+elr"], rows
+        )
+    )
     if {"warm", "warm+elr", "fresh+elr"} <= set(stats):
         w, e, c = stats["warm"], stats["warm+elr"], stats["fresh+elr"]
         gap = c[0] - w[0]
@@ -342,11 +402,15 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data,
         for seed in cfg.seeds:
             if all((a, seed) in by for a in ("warm", "warm+elr", "fresh+elr")):
                 per_seed.append(gap_closed(by["warm+elr", seed], by["warm", seed], by["fresh+elr", seed]))
-        lines += ["", f"Matched-control gap acc(fresh+elr) - acc(warm) = {100 * gap:.2f} points; largest seed std "
-                      f"of the three arms = {100 * spread:.2f} points ({'larger' if gap > spread else 'NOT larger'}"
-                      " than the spread).",
-                  f"warm+elr closes {100 * gap_closed(e[0], w[0], c[0]):.0f}% of it (target >= 80%); per seed: "
-                  + ", ".join(f"{100 * g:.0f}%" for g in per_seed) + "."]
+        lines += [
+            "",
+            f"Matched-control gap acc(fresh+elr) - acc(warm) = {100 * gap:.2f} points; largest seed std "
+            f"of the three arms = {100 * spread:.2f} points ({'larger' if gap > spread else 'NOT larger'}"
+            " than the spread).",
+            f"warm+elr closes {100 * gap_closed(e[0], w[0], c[0]):.0f}% of it (target >= 80%); per seed: "
+            + ", ".join(f"{100 * g:.0f}%" for g in per_seed)
+            + ".",
+        ]
     if {"warm", "fresh"} <= set(stats):
         lines.append(f"Plain gap acc(fresh) - acc(warm) = {100 * (stats['fresh'][0] - stats['warm'][0]):.2f} points.")
     if curves:
@@ -354,20 +418,26 @@ def summary_markdown(summaries: list[dict], cfg: argparse.Namespace, data: Data,
     return "\n".join(lines) + "\n"
 
 
-def sweep_markdown(summaries: list[dict], rows: list[dict], cfg: argparse.Namespace, data: Data, wall: float,
-                   command: str) -> str:
+def sweep_markdown(summaries: list[dict], rows: list[dict], cfg: argparse.Namespace, data: Data, wall: float, command: str) -> str:
     """Final test accuracy per (arm, lr); the plain gap at each constant lr; what each closes of the recipe's gap."""
     order = list(dict.fromkeys(s["arm"] for s in summaries))
     keys = sorted({(s["arm"], s["base_lr"]) for s in summaries}, key=lambda key: (order.index(key[0]), key[1]))
     acc = {key: [s["final_test_acc"] for s in summaries if (s["arm"], s["base_lr"]) == key] for key in keys}
     stats = {key: mean_spread(v) for key, v in acc.items()}
     warm0, control = stats.get(("warm", cfg.lr)), stats.get(("fresh+elr", cfg.lr))
-    lines = [f"# Warm-starting lr sweep: {data.name}, fraction {cfg.fraction}, {cfg.epochs} epochs per phase", "",
-             f"Command: `{command}`", "", f"Machine: {machine()}; wall time {wall:.0f} s; seeds {cfg.seeds}", "",
-             f"A constant-lr arm trains both phases at its lr; a re-warmed arm has base lr {cfg.lr:g} and peaks at "
-             f"{cfg.peak:g}x it. Gap = acc(fresh) - acc(warm) at the same lr; 'closes' = (acc - acc(warm at "
-             f"{cfg.lr:g})) / (acc(fresh+elr) - acc(warm at {cfg.lr:g})), the matched-control gap of the default "
-             "run, on the seed means.", ""]
+    lines = [
+        f"# Warm-starting lr sweep: {data.name}, fraction {cfg.fraction}, {cfg.epochs} epochs per phase",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine()}; wall time {wall:.0f} s; seeds {cfg.seeds}",
+        "",
+        f"A constant-lr arm trains both phases at its lr; a re-warmed arm has base lr {cfg.lr:g} and peaks at "
+        f"{cfg.peak:g}x it. Gap = acc(fresh) - acc(warm) at the same lr; 'closes' = (acc - acc(warm at "
+        f"{cfg.lr:g})) / (acc(fresh+elr) - acc(warm at {cfg.lr:g})), the matched-control gap of the default "
+        "run, on the seed means.",
+        "",
+    ]
     table = []
     for arm, lr in keys:
         m, sd = stats[arm, lr]
@@ -376,16 +446,37 @@ def sweep_markdown(summaries: list[dict], rows: list[dict], cfg: argparse.Namesp
             gap = f"{100 * (stats['fresh', lr][0] - m):+.2f}"
         if arm.startswith("warm") and warm0 and control:
             closes = f"{100 * gap_closed(m, warm0[0], control[0]):.0f}%"
-        table.append([arm, f"{lr:g}", f"{100 * m:.2f} +- {100 * sd:.2f}", f"{100 * min(acc[arm, lr]):.2f}",
-                      f"{100 * max(acc[arm, lr]):.2f}", gap, closes])
-    lines.append(markdown_table(["arm", "lr", "test acc % (mean +- std)", "min %", "max %",
-                                 "gap fresh - warm (points)", "closes of the matched-control gap"], table))
+        table.append(
+            [
+                arm,
+                f"{lr:g}",
+                f"{100 * m:.2f} +- {100 * sd:.2f}",
+                f"{100 * min(acc[arm, lr]):.2f}",
+                f"{100 * max(acc[arm, lr]):.2f}",
+                gap,
+                closes,
+            ]
+        )
+    lines.append(
+        markdown_table(
+            ["arm", "lr", "test acc % (mean +- std)", "min %", "max %", "gap fresh - warm (points)", "closes of the matched-control gap"],
+            table,
+        )
+    )
     lines += elr_change_markdown(rows, keys, cfg)
     return "\n".join(lines) + "\n"
 
 
-COLORS = {"fresh": "k", "warm": "tab:gray", "warm+shrink-perturb": "tab:purple", "warm+redo": "tab:brown", "warm+elr": "tab:red",
-          "warm+project": "tab:orange", "warm+rewarm": "tab:blue", "fresh+elr": "tab:green"}
+COLORS = {
+    "fresh": "k",
+    "warm": "tab:gray",
+    "warm+shrink-perturb": "tab:purple",
+    "warm+redo": "tab:brown",
+    "warm+elr": "tab:red",
+    "warm+project": "tab:orange",
+    "warm+rewarm": "tab:blue",
+    "fresh+elr": "tab:green",
+}
 
 
 def _mean_curve(rows, arm, key):
@@ -404,10 +495,15 @@ def plot(rows: list[dict], out: Path, cfg: argparse.Namespace, change: int) -> N
     def shift(arm, steps):  # fresh arms start at the data change
         return [s + change if arm.startswith("fresh") else s for s in steps]
 
-    layers = [k[len("elr/"):] for k in rows[0] if k.startswith("elr/")]
-    panels = [("test_acc", "test accuracy", False), ("full_train_acc", "train accuracy (all data)", False),
-              ("lr", "learning rate", True), (f"param_norm/{layers[0]}", f"||W|| {layers[0]}", True),
-              (f"elr/{layers[0]}", f"ELR {layers[0]}", True), (f"elr/{layers[-1]}", f"ELR {layers[-1]} (read-out)", True)]
+    layers = [k[len("elr/") :] for k in rows[0] if k.startswith("elr/")]
+    panels = [
+        ("test_acc", "test accuracy", False),
+        ("full_train_acc", "train accuracy (all data)", False),
+        ("lr", "learning rate", True),
+        (f"param_norm/{layers[0]}", f"||W|| {layers[0]}", True),
+        (f"elr/{layers[0]}", f"ELR {layers[0]}", True),
+        (f"elr/{layers[-1]}", f"ELR {layers[-1]} (read-out)", True),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, title, log) in zip(axes.flat, panels):
         for arm in arms:
@@ -422,16 +518,20 @@ def plot(rows: list[dict], out: Path, cfg: argparse.Namespace, change: int) -> N
             finals = [v for arm in arms for v in _mean_curve(rows, arm, key)[1][-1:]]
             ax.set_ylim(min(finals) - 0.15, max(finals) + 0.03)
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"Warm-starting, fraction {cfg.fraction}: mean over seeds {cfg.seeds}; data change at step {change} "
-                 "(fresh arms start there)", fontsize=11)
+    fig.suptitle(
+        f"Warm-starting, fraction {cfg.fraction}: mean over seeds {cfg.seeds}; data change at step {change} (fresh arms start there)",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=70)
     plt.close(fig)
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 7))
-    for ax, key, title in zip(axes.flat, ("delta_c_epoch", "delta_a_epoch", "delta_c", "delta_a"),
-                              ("Delta_C per epoch", "Delta_A per epoch", "Delta_C since the data change",
-                               "Delta_A since the data change")):
+    for ax, key, title in zip(
+        axes.flat,
+        ("delta_c_epoch", "delta_a_epoch", "delta_c", "delta_a"),
+        ("Delta_C per epoch", "Delta_A per epoch", "Delta_C since the data change", "Delta_A since the data change"),
+    ):
         for arm in arms:
             xs, ys = _mean_curve(rows, arm, key)
             ax.plot(shift(arm, xs), ys, color=COLORS.get(arm), label=arm, lw=1.2)
@@ -453,19 +553,24 @@ def plot_sweep(summaries: list[dict], rows: list[dict], out: Path, cfg: argparse
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
     for arm in dict.fromkeys(s["arm"] for s in summaries):
         lrs = sorted({s["base_lr"] for s in summaries if s["arm"] == arm})
-        stats = [mean_spread(s["final_test_acc"] for s in summaries if s["arm"] == arm and s["base_lr"] == lr)
-                 for lr in lrs]
+        stats = [mean_spread(s["final_test_acc"] for s in summaries if s["arm"] == arm and s["base_lr"] == lr) for lr in lrs]
         if RECIPES[arm][2]:  # re-warmed: one lr, a reference line
-            ax0.axhline(stats[0][0], color=COLORS.get(arm), ls="--", lw=1.2,
-                        label=f"{arm} (lr {lrs[0]:g}, peak {cfg.peak:g}x)")
+            ax0.axhline(stats[0][0], color=COLORS.get(arm), ls="--", lw=1.2, label=f"{arm} (lr {lrs[0]:g}, peak {cfg.peak:g}x)")
         else:
-            ax0.errorbar(lrs, [m for m, _ in stats], [sd for _, sd in stats], color=COLORS.get(arm), marker="o",
-                         capsize=3, label=f"{arm}, constant lr")
+            ax0.errorbar(
+                lrs,
+                [m for m, _ in stats],
+                [sd for _, sd in stats],
+                color=COLORS.get(arm),
+                marker="o",
+                capsize=3,
+                label=f"{arm}, constant lr",
+            )
     ax0.set_xscale("log")
     ax0.set_xlabel("lr", fontsize=9)
     ax0.set_title("final test accuracy (mean +- std over seeds)", fontsize=10)
     ax0.legend(fontsize=7)
-    layer = [k[len("elr_mean/"):] for k in rows[0] if k.startswith("elr_mean/")][0]
+    layer = [k[len("elr_mean/") :] for k in rows[0] if k.startswith("elr_mean/")][0]
     warm_lrs = sorted({r["base_lr"] for r in rows if r["arm"] == "warm"})
     shades = plt.get_cmap("Blues")
     for i, lr in enumerate(warm_lrs):
@@ -474,8 +579,7 @@ def plot_sweep(summaries: list[dict], rows: list[dict], out: Path, cfg: argparse
     for arm in ("warm+elr", "fresh+elr"):
         xs, ys = _mean_curve(rows, arm, f"elr_mean/{layer}")
         if xs:
-            ax1.plot([x + change if arm.startswith("fresh") else x for x in xs], ys, color=COLORS[arm], lw=1.2,
-                     label=arm)
+            ax1.plot([x + change if arm.startswith("fresh") else x for x in xs], ys, color=COLORS[arm], lw=1.2, label=arm)
     ax1.axvline(change, color="k", lw=0.6, ls=":")
     ax1.set_yscale("log")
     ax1.set_xlabel("step (fresh arms start at the data change)", fontsize=9)
@@ -497,30 +601,39 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m plastic_rl.tools.warm_start",
         description="Warm-starting (Ash & Adams): fresh vs warm vs warm + projection and re-warm.",
     )
-    parser.add_argument("--fraction", type=float, default=0.5,
-                        help="phase-1 fraction of the training set, in (0, 1) (default 0.5; the paper also uses 0.1)")
-    parser.add_argument("--epochs", type=positive_int("--epochs"), default=30,
-                        help="epochs of the full training set per phase (default 30)")
+    parser.add_argument(
+        "--fraction", type=float, default=0.5, help="phase-1 fraction of the training set, in (0, 1) (default 0.5; the paper also uses 0.1)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int("--epochs"), default=30, help="epochs of the full training set per phase (default 30)"
+    )
     parser.add_argument("--batch", type=positive_int("--batch"), default=128, help="minibatch size (default 128)")
     parser.add_argument("--hidden", type=positive_int("--hidden"), default=256, help="hidden width (default 256)")
     parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="adam (default) or sgd (momentum 0.9)")
     parser.add_argument("--lr", type=float, default=1e-3, help="base lr (default 1e-3)")
-    parser.add_argument("--keep-optimizer-state", action="store_true",
-                        help="keep the optimizer state (Adam moments) across the data change; default: phase 2 starts "
-                             "a new optimizer state, as a new training run from the old weights would")
+    parser.add_argument(
+        "--keep-optimizer-state",
+        action="store_true",
+        help="keep the optimizer state (Adam moments) across the data change; default: phase 2 starts "
+        "a new optimizer state, as a new training run from the old weights would",
+    )
     parser.add_argument("--wd", type=float, default=0.0, help="L2 weight decay of the optimizer (default 0)")
     parser.add_argument("--peak", type=float, default=10.0, help="re-warm peak, a multiple of --lr (default 10)")
     parser.add_argument("--floor", type=float, default=1.0, help="end of the cosine, a multiple of --lr (default 1)")
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up, a fraction of phase 2 (default 0.1)")
-    parser.add_argument("--data", default=None, help="a CIFAR-10 python-format folder (cifar-10-batches-py); "
-                                                     "default: MNIST-1D generated in memory")
-    parser.add_argument("--n-train", type=positive_int("--n-train"), default=10000,
-                        help="with --data: training examples kept (default 10000)")
-    parser.add_argument("--n-test", type=positive_int("--n-test"), default=2000,
-                        help="with --data: test examples kept (default 2000)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="constant-lr sweep: the constant-lr arms (default fresh, warm) at every lr of --lrs, the "
-                             "re-warmed ones (default warm+elr, fresh+elr) at --lr")
+    parser.add_argument(
+        "--data", default=None, help="a CIFAR-10 python-format folder (cifar-10-batches-py); default: MNIST-1D generated in memory"
+    )
+    parser.add_argument(
+        "--n-train", type=positive_int("--n-train"), default=10000, help="with --data: training examples kept (default 10000)"
+    )
+    parser.add_argument("--n-test", type=positive_int("--n-test"), default=2000, help="with --data: test examples kept (default 2000)")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="constant-lr sweep: the constant-lr arms (default fresh, warm) at every lr of --lrs, the "
+        "re-warmed ones (default warm+elr, fresh+elr) at --lr",
+    )
     parser.add_argument("--lrs", default=SWEEP_LRS, help=f"--sweep: the constant lrs, comma-separated (default {SWEEP_LRS})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_common(parser, ARMS, default_out="runs/warm_start", seeds="0-4")
@@ -548,11 +661,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         path = Path(args.data)
         missing = [f for f in ("data_batch_1", "test_batch") if not (path / f).is_file()]
         if not path.is_dir():
-            parser.error(f"--data {args.data}: no such folder; expected a CIFAR-10 python-format folder "
-                         "(cifar-10-batches-py with data_batch_1..5 and test_batch)")
+            parser.error(
+                f"--data {args.data}: no such folder; expected a CIFAR-10 python-format folder "
+                "(cifar-10-batches-py with data_batch_1..5 and test_batch)"
+            )
         if missing:
-            parser.error(f"--data {args.data}: {', '.join(missing)} not found; expected a CIFAR-10 python-format "
-                         "folder (cifar-10-batches-py with data_batch_1..5 and test_batch)")
+            parser.error(
+                f"--data {args.data}: {', '.join(missing)} not found; expected a CIFAR-10 python-format "
+                "folder (cifar-10-batches-py with data_batch_1..5 and test_batch)"
+            )
     resolve_common(parser, args, ARMS)
     args.verbose = not args.quiet
     return args
@@ -565,10 +682,12 @@ def load_data(args: argparse.Namespace) -> Data:
 
 
 def _progress(s: dict) -> str:
-    return (f"{s['arm']:20s} lr {s['base_lr']:<7g} seed {s['seed']}: final test {s['final_test_acc']:.4f}  "
-            f"train {s['final_train_acc']:.4f}"
-            + (f"  phase-1 train {s['phase1_train_acc']:.4f}" if s["phase1_train_acc"] is not None else "")
-            + f"  ({s['wall_s']} s)")
+    return (
+        f"{s['arm']:20s} lr {s['base_lr']:<7g} seed {s['seed']}: final test {s['final_test_acc']:.4f}  "
+        f"train {s['final_train_acc']:.4f}"
+        + (f"  phase-1 train {s['phase1_train_acc']:.4f}" if s["phase1_train_acc"] is not None else "")
+        + f"  ({s['wall_s']} s)"
+    )
 
 
 def sweep_pairs(args: argparse.Namespace) -> list[tuple[str, float]]:
