@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import io
 import json
 import math
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from plastic_rl.agents import registry
+
 ZIP_MAGIC = b"PK\x03\x04"
 TEMPORARY_PREFIX = ".tmp_"  # a file being written (renamed once complete): never a checkpoint
 N_ENVS = 8  # parallel envs used to collect observations (rows are time-major: t0 env0..7, t1 env0..7, ...)
@@ -34,118 +35,9 @@ def fail(path: Any, problem: str, kind: type[Exception] = ValueError) -> Excepti
     return kind(f"{path}: {' '.join(str(problem).split())}")
 
 
-# --------------------------------------------------------------------------------------------
-# Algorithms
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Algo:
-    """An algorithm diagnose knows: where its class lives and how its networks are laid out (``kind``)."""
-
-    name: str
-    module: str
-    cls: str
-    kind: str  # actor_critic | dqn | qrdqn | sac | td3 | crossq | ars
-
-    @property
-    def off_policy(self) -> bool:
-        return self.kind in ("dqn", "qrdqn", "sac", "td3", "crossq")
-
-    @property
-    def needs_actions(self) -> bool:
-        """Critics take (observation, action): their inputs carry the reference actor's actions."""
-        return self.kind in ("sac", "td3", "crossq")
-
-
-ALGOS: dict[str, Algo] = {
-    a.name: a
-    for a in (
-        Algo("PlasticPPO", "plastic_rl.agents", "PlasticPPO", "actor_critic"),
-        Algo("PlasticDQN", "plastic_rl.agents", "PlasticDQN", "dqn"),
-        Algo("PlasticSAC", "plastic_rl.agents", "PlasticSAC", "sac"),
-        Algo("PPO", "stable_baselines3", "PPO", "actor_critic"),
-        Algo("A2C", "stable_baselines3", "A2C", "actor_critic"),
-        Algo("DQN", "stable_baselines3", "DQN", "dqn"),
-        Algo("SAC", "stable_baselines3", "SAC", "sac"),
-        Algo("TD3", "stable_baselines3", "TD3", "td3"),
-        Algo("DDPG", "stable_baselines3", "DDPG", "td3"),
-        Algo("TRPO", "sb3_contrib", "TRPO", "actor_critic"),
-        Algo("MaskablePPO", "sb3_contrib", "MaskablePPO", "actor_critic"),
-        Algo("QRDQN", "sb3_contrib", "QRDQN", "qrdqn"),
-        Algo("TQC", "sb3_contrib", "TQC", "sac"),
-        Algo("CrossQ", "sb3_contrib", "CrossQ", "crossq"),
-        Algo("ARS", "sb3_contrib", "ARS", "ars"),
-    )
-}
-
-SUPPORTED = ", ".join(ALGOS)
-
-
-def _actor_critic_algo(data: dict) -> str:
-    """PPO, A2C and TRPO share SB3's ActorCriticPolicy; their saved hyperparameters tell them apart."""
-    if "cg_max_steps" in data:
-        return "TRPO"
-    if "clip_range" in data:
-        return "PPO"
-    return "A2C"
-
-
-def _off_policy_actor_algo(data: dict, td3_like: bool) -> str:
-    if not td3_like:
-        return "SAC"
-    # DDPG is TD3 with one actor update per critic update and target policy noise clipped to 0.
-    if data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0:
-        return "DDPG"
-    return "TD3"
-
-
-def _by_policy_class(module: str, name: str, data: dict) -> str | None:
-    """The algorithm from the module path and name of the saved policy class, or None."""
-    if module == "plastic_rl.agents.policies":
-        if name.startswith("PlasticDQN"):
-            return "PlasticDQN"
-        if name.startswith("PlasticSAC"):
-            return "PlasticSAC"
-        if "ActorCritic" in name:
-            return "PlasticPPO"
-        return None
-    table = {
-        "stable_baselines3.dqn.policies": "DQN",
-        "stable_baselines3.sac.policies": "SAC",
-        "stable_baselines3.td3.policies": None,  # TD3 or DDPG
-        "stable_baselines3.common.policies": None,  # PPO, A2C or TRPO
-        "sb3_contrib.common.maskable.policies": "MaskablePPO",
-        "sb3_contrib.qrdqn.policies": "QRDQN",
-        "sb3_contrib.tqc.policies": "TQC",
-        "sb3_contrib.crossq.policies": "CrossQ",
-        "sb3_contrib.ars.policies": "ARS",
-    }
-    if module not in table:
-        return None
-    if module == "stable_baselines3.td3.policies":
-        return _off_policy_actor_algo(data, td3_like=True)
-    if module == "stable_baselines3.common.policies":
-        return _actor_critic_algo(data) if "ActorCritic" in name else None
-    return table[module]
-
-
-def _by_structure(keys: set[str], data: dict) -> str | None:
-    """The algorithm from the top-level names of the policy's parameters (a custom policy class)."""
-    tops = {k.split(".", 1)[0] for k in keys}
-    if "q_net" in tops:
-        return "DQN"
-    if "quantile_net" in tops:
-        return "QRDQN"
-    if {"actor", "critic"} <= tops:
-        if "critic_target" not in tops:
-            return "CrossQ"
-        if "actor_target" in tops:
-            return _off_policy_actor_algo(data, td3_like=True)
-        return "TQC" if "top_quantiles_to_drop_per_net" in data else "SAC"
-    if {"action_net", "value_net"} <= tops:
-        return _actor_critic_algo(data)
-    return None
+Algo = registry.Algo
+ALGOS = registry.ALGOS
+SUPPORTED = registry.SUPPORTED
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,13 +139,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if module == "sb3_contrib.common.recurrent.policies":
             raise fail(path, f"RecurrentPPO checkpoints are not supported (policy class {module}.{name}: the LSTM "
                              "state makes layer activations depend on the episode history)")
-        algo = _by_policy_class(module, name, data)
-        if algo is None:
-            algo = _by_structure(_policy_keys(zf, path), data)
+        algo = registry.identify(data, module, name, lambda: _policy_keys(zf, path))
+        recorded = data.get(registry.CLASS_KEY)
+    if algo is None and isinstance(recorded, str):
+        raise fail(path, f"unknown algorithm: the zip records {recorded!r}, none of the supported ones ({SUPPORTED})")
     if algo is None:
         raise fail(path, f"unknown algorithm: policy class {module}.{name} is none of the supported ones ({SUPPORTED})")
     env_id = data.get("env_id")
-    return Checkpoint(path, data, step, ALGOS[algo], f"{module}.{name}", env_id if isinstance(env_id, str) else None,
+    return Checkpoint(path, data, step, algo, f"{module}.{name}", env_id if isinstance(env_id, str) else None,
                       params_crc)
 
 
@@ -303,12 +196,12 @@ def load(ckpt: Checkpoint) -> Any:
     """The algorithm's own ``load`` on the CPU, env-less, with a one-transition replay buffer."""
     algo = ckpt.algo
     try:
-        cls = getattr(importlib.import_module(algo.module), algo.cls)
+        cls = algo.load_class()
     except ImportError as exc:
-        raise fail(ckpt.path, f"a {algo.name} checkpoint needs the {algo.module.replace('_', '-')} package ({exc})") from None
+        raise fail(ckpt.path, f"a {algo.name} checkpoint needs the {algo.module.split('.')[0].replace('_', '-')} package ({exc})") from None
     const = lambda _: 0.0  # noqa: E731 -- schedules play no part in a forward pass
     custom = {k: v for k, v in (("learning_rate", 0.0), ("lr_schedule", const), ("clip_range", const)) if k in ckpt.data}
-    if algo.kind == "actor_critic" and "policy_kwargs" in ckpt.data:
+    if registry.ACTOR_CRITIC_TOPS <= algo.structure and "policy_kwargs" in ckpt.data:
         # Orthogonal init of a NatureCNN is a QR per layer (~2 s); the loaded parameters overwrite it anyway.
         from stable_baselines3.common.save_util import json_to_data
 
@@ -327,36 +220,9 @@ def load(ckpt: Checkpoint) -> Any:
 Forward = Callable[[Any, Any], Any]
 
 
-def _obs_forward(net, obs):
-    return net(obs)
-
-
-def _td3_actor_forward(actor, batch):
-    return actor(batch["observations"])
-
-
 def networks(model: Any, algo: Algo) -> list[tuple[str, Any, Forward]]:
-    """(name, module, forward) for every network of the agent; forwards sample nothing."""
-    p = model.policy
-    if algo.kind == "actor_critic":
-        from plastic_rl.agents.ppo import actor_critic_forward
-
-        return [("policy", p, actor_critic_forward)]
-    if algo.kind == "dqn":
-        return [("q_net", p.q_net, _obs_forward), ("q_net_target", p.q_net_target, _obs_forward)]
-    if algo.kind == "qrdqn":
-        return [("quantile_net", p.quantile_net, _obs_forward), ("quantile_net_target", p.quantile_net_target, _obs_forward)]
-    if algo.kind == "ars":
-        return [("policy", p, _obs_forward)]
-    from plastic_rl.agents.sac import actor_forward, critic_forward
-
-    if algo.kind == "td3":
-        return [("actor", p.actor, _td3_actor_forward), ("actor_target", p.actor_target, _td3_actor_forward),
-                ("critic", p.critic, critic_forward), ("critic_target", p.critic_target, critic_forward)]
-    nets = [("actor", p.actor, actor_forward), ("critic", p.critic, critic_forward)]
-    if algo.kind == "sac":
-        nets.append(("critic_target", p.critic_target, critic_forward))
-    return nets
+    """(name, module, forward) for every network of the agent (the registry's); forwards sample nothing."""
+    return [(spec.name, spec.module(model.policy), spec.forward) for spec in algo.networks]
 
 
 def reference_actions(model: Any, algo: Algo, obs: Any) -> Any:
@@ -364,9 +230,7 @@ def reference_actions(model: Any, algo: Algo, obs: Any) -> Any:
     import torch
 
     with torch.no_grad():
-        if algo.kind == "td3":
-            return model.policy.actor(obs)
-        return model.policy.actor(obs, deterministic=True)
+        return algo.actions(model.policy, obs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -434,8 +434,7 @@ def _layer_table(console, row: dict) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m plastic_rl.diagnose",
-        description="Plasticity diagnostics of SB3 checkpoints (PlasticPPO/DQN/SAC; SB3 PPO, A2C, DQN, SAC, TD3, DDPG; "
-                    "sb3-contrib TRPO, MaskablePPO, QRDQN, TQC, CrossQ, ARS). A folder is a time series of its "
+        description=f"Plasticity diagnostics of SB3 checkpoints ({ckpts.SUPPORTED}). A folder is a time series of its "
                     "checkpoints, ordered by training step.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint zip or run folder (searched recursively)")

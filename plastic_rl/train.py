@@ -79,8 +79,11 @@ def check(cfg: DictConfig) -> None:
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(f"{key}={value!r} must be an integer >= 0 (0 turns it off)")
+    from plastic_rl.agents import registry
     from plastic_rl.agents.callbacks import EVAL_TASKS
 
+    if cfg.agent.algorithm not in registry.PLASTIC:
+        fail(f"agent.algorithm={cfg.agent.algorithm!r} is not accepted; accepted: {', '.join(registry.PLASTIC)}")
     if cfg.eval_tasks not in EVAL_TASKS:
         fail(f"eval_tasks={cfg.eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
 
@@ -379,11 +382,11 @@ def run(p: Plan, hydra_files: dict[str, str] | None = None) -> Any:
         # SB3's networks are small: a second intra-op thread buys little and, when the cores are
         # shared, OpenMP spin-waits made PPO on CartPole 5-30x slower here.
         torch.set_num_threads(cfg.torch_threads)
-    from plastic_rl import agents
+    from plastic_rl.agents import registry
     from plastic_rl.agents import state as training_state
     from plastic_rl.agents.callbacks import atomic_save
 
-    algorithm = getattr(agents, cfg.agent.algorithm)
+    algorithm = registry.get(cfg.agent.algorithm).load_class()
     state, saved_envs = resume_state(p)
     env, eval_env = make_envs(cfg, saved_envs)
     if p.start_from is None:

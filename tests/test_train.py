@@ -18,10 +18,12 @@ import pytest
 import torch
 import yaml
 
-from plastic_rl.agents import PRESETS, PlasticPPO
+from plastic_rl.agents import PRESETS, PlasticPPO, registry
 from plastic_rl.agents.callbacks import KILL_DURING_SAVE
 from plastic_rl.checkpoints import find_checkpoints
 from plastic_rl.tools.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = ["progress_bar=false", "eval_episodes=2", "diagnostics_freq=20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -83,10 +85,14 @@ def same_parameters(a: Path, b: Path) -> bool:
 
 
 def test_configs_compose_and_presets_match_the_agents():
+    agents = sorted(p.stem for p in (ROOT / "configs" / "agent").glob("*.yaml"))
+    algorithms = set()
     for env in ("CartPole", "Atari", "MuJoCo", "NonStationary"):
-        for agent in ("ppo", "dqn", "sac"):
+        for agent in agents:
             cfg = load_config("config", [f"env={env}", f"agent={agent}"])
             assert cfg.env.name == env and cfg.agent.name == agent
+            algorithms.add(cfg.agent.algorithm)
+    assert algorithms == set(registry.PLASTIC)  # one agent config per plastic algorithm of the registry
     assert load_config("config", ["env=Atari"]).agent.kwargs.n_steps == 128  # rl-zoo3's Atari PPO
     assert load_config("config", []).agent.kwargs.learning_rate == "lin_0.001"  # rl-zoo3's CartPole PPO
     for name, preset in PRESETS.items():
