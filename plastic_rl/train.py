@@ -64,6 +64,25 @@ def resolve_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+NOISE = {"normal": "NormalActionNoise", "ornstein-uhlenbeck": "OrnsteinUhlenbeckActionNoise"}
+
+
+def with_action_noise(kwargs: dict[str, Any], action_space) -> dict[str, Any]:
+    """rl-zoo3's ``noise_type``/``noise_std`` become SB3's ``action_noise`` (one sigma per action dimension)."""
+    kind, std = kwargs.pop("noise_type", None), kwargs.pop("noise_std", None)
+    if kind is None and std is None:
+        return kwargs
+    if kind not in NOISE:
+        fail(f"agent.kwargs: noise_type={kind!r} is not accepted; accepted: {', '.join(NOISE)}")
+    if not isinstance(std, (int, float)) or isinstance(std, bool) or std <= 0:
+        fail(f"agent.kwargs: noise_std={std!r} must be a positive number")
+    import numpy as np
+    from stable_baselines3.common import noise
+
+    n = int(np.prod(action_space.shape))
+    return {**kwargs, "action_noise": getattr(noise, NOISE[kind])(mean=np.zeros(n), sigma=float(std) * np.ones(n))}
+
+
 def agent_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg.agent.kwargs, resolve=True) or {}
     return resolve_classes({key: linear(value) for key, value in kwargs.items()})
@@ -238,7 +257,8 @@ def new_model(cfg: DictConfig, algorithm: type, env, run_dir: Path):
     plasticity = OmegaConf.to_container(cfg.plasticity, resolve=True)
     try:
         return algorithm(env, plasticity=plasticity, seed=cfg.seed, device=cfg.device, tensorboard_log=str(run_dir / "tb"),
-                         diagnostics_freq=cfg.diagnostics_freq, verbose=cfg.verbose, **agent_kwargs(cfg))  # fmt: skip
+                         diagnostics_freq=cfg.diagnostics_freq, verbose=cfg.verbose,
+                         **with_action_noise(agent_kwargs(cfg), env.action_space))  # fmt: skip
     except (ValueError, TypeError, AssertionError) as exc:
         fail(f"agent={cfg.agent.name} on env={cfg.env.name} ({cfg.env.id}): {exc}")
 

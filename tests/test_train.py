@@ -347,3 +347,18 @@ def test_a_nonstationary_run_can_intervene_at_each_task_switch(tmp_path):
     assert out.returncode == 0, out.stderr
     model = PlasticPPO.load(tmp_path / "runs" / "ppo_NonStationary_shrink-perturb_seed0" / "final_model.zip")
     assert model.plasticity.interventions == 3  # at 512, 1024 and 1536: one per switch, none in between
+
+
+def test_rl_zoo_noise_settings_become_sb3_action_noise():
+    import gymnasium as gym
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from plastic_rl.train import with_action_noise
+
+    space = gym.spaces.Box(-1, 1, (3,))
+    kwargs = with_action_noise({"noise_type": "normal", "noise_std": 0.2, "batch_size": 8}, space)
+    assert kwargs["batch_size"] == 8 and isinstance(kwargs["action_noise"], NormalActionNoise)
+    assert kwargs["action_noise"]._sigma.tolist() == [0.2, 0.2, 0.2]
+    assert with_action_noise({"batch_size": 8}, space) == {"batch_size": 8}
+    with pytest.raises(SystemExit):
+        with_action_noise({"noise_type": "pink", "noise_std": 0.1}, space)
