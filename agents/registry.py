@@ -152,6 +152,8 @@ for _algo in (
             "CnnPolicy": f"{_P}:PlasticDQNCnnPolicy", "MultiInputPolicy": f"{_P}:PlasticDQNMultiInputPolicy"}),
     plastic("PlasticSAC", "plastic_rl.agents.sac", "SAC", {"MlpPolicy": f"{_P}:PlasticSACPolicy",
             "CnnPolicy": f"{_P}:PlasticSACCnnPolicy", "MultiInputPolicy": f"{_P}:PlasticSACMultiInputPolicy"}),
+    plastic("PlasticTD3", "plastic_rl.agents.td3", "TD3", {"MlpPolicy": "plastic_rl.agents.td3:PlasticTD3Policy",
+            "CnnPolicy": "plastic_rl.agents.td3:PlasticTD3CnnPolicy", "MultiInputPolicy": "plastic_rl.agents.td3:PlasticTD3MultiInputPolicy"}),
 ):  # fmt: skip
     ALGOS[_algo.name] = _algo
 

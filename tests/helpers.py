@@ -14,9 +14,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3 import DQN, PPO, SAC, TD3
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
+from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3
 from plastic_rl.agents import PRESETS
 
 
@@ -103,6 +103,10 @@ AGENT_CASES = [
               ("policy", "actor", "critic", "critic_target")),  # fmt: skip
     AgentCase("sac-cnn", PlasticSAC, SAC, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
               dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic", "critic_target")),  # fmt: skip
+    AgentCase("td3-mlp", PlasticTD3, TD3, "MlpPolicy", short_pendulum, dict(OFF_POLICY_SMALL, policy_delay=1), 100,
+              ("policy", "actor", "actor_target", "critic", "critic_target")),  # fmt: skip
+    AgentCase("td3-cnn", PlasticTD3, TD3, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
+              dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic")),  # fmt: skip
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
 # (tests/test_agent_interventions.py).

@@ -23,7 +23,7 @@ import torch
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, diagnostics
+from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3, diagnostics
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.agents.sac import actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
@@ -211,10 +211,12 @@ OFF_POLICY = dict(learning_starts=10, buffer_size=200)
          None, "PlasticSAC", ["actor", "critic", "critic_target"]),
         (lambda: TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
          "Pendulum-v1", "TD3", ["actor", "actor_target", "critic", "critic_target"]),
+        (lambda: PlasticTD3("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         None, "PlasticTD3", ["actor", "actor_target", "critic", "critic_target"]),
         (lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
          "Pendulum-v1", "DDPG", ["actor", "actor_target", "critic", "critic_target"]),
     ],
-    ids=["a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "ddpg"],
+    ids=["a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "plastic_td3", "ddpg"],
 )
 def test_other_algorithms_give_a_row_per_network(make, env, algorithm, networks, tmp_path):
     model = make()
