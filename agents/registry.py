@@ -145,9 +145,11 @@ for _algo in (
     ALGOS[_algo.name] = _algo
 
 _P = "plastic_rl.agents.policies"
+ACTOR_CRITIC_POLICIES = {"MlpPolicy": f"{_P}:PlasticActorCriticPolicy", "CnnPolicy": f"{_P}:PlasticActorCriticCnnPolicy",
+                         "MultiInputPolicy": f"{_P}:PlasticMultiInputActorCriticPolicy"}  # fmt: skip
 for _algo in (
-    plastic("PlasticPPO", "plastic_rl.agents.ppo", "PPO", {"MlpPolicy": f"{_P}:PlasticActorCriticPolicy",
-            "CnnPolicy": f"{_P}:PlasticActorCriticCnnPolicy", "MultiInputPolicy": f"{_P}:PlasticMultiInputActorCriticPolicy"}),
+    plastic("PlasticPPO", "plastic_rl.agents.ppo", "PPO", ACTOR_CRITIC_POLICIES),
+    plastic("PlasticA2C", "plastic_rl.agents.a2c", "A2C", ACTOR_CRITIC_POLICIES),
     plastic("PlasticDQN", "plastic_rl.agents.dqn", "DQN", {"MlpPolicy": f"{_P}:PlasticDQNPolicy",
             "CnnPolicy": f"{_P}:PlasticDQNCnnPolicy", "MultiInputPolicy": f"{_P}:PlasticDQNMultiInputPolicy"}),
     plastic("PlasticSAC", "plastic_rl.agents.sac", "SAC", {"MlpPolicy": f"{_P}:PlasticSACPolicy",

@@ -14,9 +14,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import DQN, PPO, SAC, TD3
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3
+from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3
 from plastic_rl.agents import PRESETS
 
 
@@ -95,6 +95,8 @@ class AgentCase:
 AGENT_CASES = [
     AgentCase("ppo-mlp", PlasticPPO, PPO, "MlpPolicy", lambda: gym.make("CartPole-v1"), PPO_SMALL, 64, ("policy",)),
     AgentCase("ppo-cnn", PlasticPPO, PPO, "CnnPolicy", TinyImageEnv, PPO_SMALL, 64, ("policy",)),
+    AgentCase("a2c-mlp", PlasticA2C, A2C, "MlpPolicy", lambda: gym.make("CartPole-v1"), dict(n_steps=8), 64, ("policy",)),
+    AgentCase("a2c-cnn", PlasticA2C, A2C, "CnnPolicy", TinyImageEnv, dict(n_steps=8), 32, ("policy",)),
     AgentCase("dqn-mlp", PlasticDQN, DQN, "MlpPolicy", lambda: gym.make("CartPole-v1"),
               dict(OFF_POLICY_SMALL, train_freq=4), 200, ("policy", "q_net", "q_net_target")),  # fmt: skip
     AgentCase("dqn-cnn", PlasticDQN, DQN, "CnnPolicy", TinyImageEnv,

@@ -23,7 +23,7 @@ import torch
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3, diagnostics
+from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3, diagnostics
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.agents.sac import actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
@@ -203,6 +203,7 @@ OFF_POLICY = dict(learning_starts=10, buffer_size=200)
     "make, env, algorithm, networks",
     [
         (lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0), "CartPole-v1", "A2C", ["policy"]),
+        (lambda: PlasticA2C("CartPole-v1", n_steps=8, seed=0), None, "PlasticA2C", ["policy"]),
         (lambda: DQN("MlpPolicy", "CartPole-v1", seed=0, **OFF_POLICY), "CartPole-v1", "DQN", ["q_net", "q_net_target"]),
         (lambda: PlasticDQN("CartPole-v1", seed=0, **OFF_POLICY), None, "PlasticDQN", ["q_net", "q_net_target"]),
         (lambda: SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
@@ -216,7 +217,7 @@ OFF_POLICY = dict(learning_starts=10, buffer_size=200)
         (lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
          "Pendulum-v1", "DDPG", ["actor", "actor_target", "critic", "critic_target"]),
     ],
-    ids=["a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "plastic_td3", "ddpg"],
+    ids=["a2c", "plastic_a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "plastic_td3", "ddpg"],
 )
 def test_other_algorithms_give_a_row_per_network(make, env, algorithm, networks, tmp_path):
     model = make()

@@ -95,6 +95,7 @@ def test_configs_compose_and_presets_match_the_agents():
     assert algorithms == set(registry.PLASTIC)  # one agent config per plastic algorithm of the registry
     td3 = load_config("config", ["env=MuJoCo", "agent=td3"]).agent.kwargs  # rl-zoo3's MuJoCo TD3
     assert (td3.noise_type, td3.noise_std, td3.batch_size) == ("normal", 0.1, 256)
+    assert load_config("config", ["agent=a2c"]).agent.kwargs.ent_coef == 0.0  # rl-zoo3's CartPole A2C
     assert load_config("config", ["env=Atari"]).agent.kwargs.n_steps == 128  # rl-zoo3's Atari PPO
     assert load_config("config", []).agent.kwargs.learning_rate == "lin_0.001"  # rl-zoo3's CartPole PPO
     for name, preset in PRESETS.items():
