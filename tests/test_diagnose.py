@@ -361,3 +361,18 @@ def test_envpool_only_id_is_collected_through_plastic_rl_envs(tmp_path):
     (row,) = diagnose(tmp_path / "pong.zip", env="Pong-v5", n_obs=16, n_envs=2, save_obs=tmp_path / "obs.npy")
     assert row["observations"].startswith("Pong-v5 seed 0") and np.load(tmp_path / "obs.npy").shape == (16, 4, 84, 84)
     assert "fau/features_extractor.cnn.0" in row
+
+
+# -- one env-backend rule ---------------------------------------------------------------------------------
+def test_training_and_diagnose_pick_the_same_backend(tmp_path):
+    from plastic_rl.checkpoints import env_backend
+    from plastic_rl.env_ids import envpool_ids, resolve_backend
+    from plastic_rl.envs import EnvPoolVecEnv, make_vec_env
+
+    venv = make_vec_env("CartPole-v1", n_envs=1, seed=0)  # what training makes
+    trained_on = "envpool" if isinstance(venv, EnvPoolVecEnv) else "gymnasium"
+    venv.close()
+    assert env_backend("CartPole-v1", tmp_path) == trained_on == resolve_backend("CartPole-v1")
+    assert trained_on == ("envpool" if "CartPole-v1" in envpool_ids() else "gymnasium")
+    assert "DiagnoseTinyImage-v0" not in envpool_ids()  # envpool lacks it: gymnasium makes it, in both
+    assert env_backend("DiagnoseTinyImage-v0", tmp_path) == resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ["plastic_rl.layers", "plastic_rl.norm", "plastic_rl.schedules", "plastic_rl.elr", "plastic_rl.diagnostics"]
+CORE = ["plastic_rl.layers", "plastic_rl.norm", "plastic_rl.schedules", "plastic_rl.elr", "plastic_rl.diagnostics", "plastic_rl.env_ids"]
 MAPPED = {"plastic_rl.agents": "agents", "plastic_rl.envs": "envs", "plastic_rl.tools": "tools", "plastic_rl.configs": "configs"}
 
 CHECK_INSTALL = r"""

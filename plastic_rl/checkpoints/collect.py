@@ -33,24 +33,21 @@ def make_env(env_id: str, where: Path):
         raise fail(where, f"cannot create env {env_id!r} ({type(exc).__name__}: {exc})") from None
 
 
-def _envpool_has(env_id: str) -> bool:
-    try:
-        import envpool
-    except ImportError:
-        return False
-    return env_id in envpool.list_all_envs()
-
-
 def env_backend(env_id: str, where: Path) -> str:
-    """``"gymnasium"`` when ``gym.make`` knows ``env_id``, else ``"envpool"`` when envpool does (an id
-    like ``Pong-v5``, made with ``plastic_rl.envs.make_vec_env`` as in training); fails naming ``where``."""
+    """``"envpool"`` or ``"gymnasium"`` by training's rule (``plastic_rl.env_ids.resolve_backend``: envpool
+    where it has the id, else gymnasium), so a checkpoint is diagnosed on the env it was trained on; a
+    gymnasium id is also made once here (its dependencies are installed). Fails naming ``where``."""
+    from plastic_rl.env_ids import resolve_backend
+
+    if env_id.startswith("plastic_rl/"):  # ids plastic_rl.envs registers (MinAtar as the agents trained on it)
+        import plastic_rl.envs  # noqa: F401
     try:
+        backend = resolve_backend(env_id)
+    except ValueError as exc:
+        raise fail(where, f"env {env_id!r} does not exist ({exc})", UnknownEnv) from None
+    if backend == "gymnasium":
         make_env(env_id, where).close()
-        return "gymnasium"
-    except UnknownEnv:
-        if _envpool_has(env_id):
-            return "envpool"
-        raise
+    return backend
 
 
 check_env = env_backend
@@ -61,8 +58,7 @@ def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_e
 
     ``n_envs`` copies of the env, seeded ``seed, seed + 1, ...`` (SB3's VecEnv seeding), step in lock
     step; the batch is time-major (every env's observation at t, then at t + 1), cut to ``n_obs`` rows.
-    Image envs get SB3's own channel transpose, as in training. gymnasium makes the env when it knows
-    the id, else ``plastic_rl.envs.make_vec_env`` (envpool).
+    Image envs get SB3's own channel transpose, as in training. The backend is training's (``env_backend``).
     """
     import torch
 
@@ -87,7 +83,7 @@ def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path):
         except ImportError as exc:
             raise fail(where, f"env {env_id!r} is an envpool id and plastic_rl.envs is unavailable ({exc})") from None
         try:
-            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, backend="envpool")
         except Exception as exc:
             raise fail(where, f"cannot create env {env_id!r} ({type(exc).__name__}: {exc})") from None
     venv = BaseAlgorithm._wrap_env(venv, verbose=0, monitor_wrapper=False)
