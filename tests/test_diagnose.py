@@ -376,3 +376,15 @@ def test_training_and_diagnose_pick_the_same_backend(tmp_path):
     assert trained_on == ("envpool" if "CartPole-v1" in envpool_ids() else "gymnasium")
     assert "DiagnoseTinyImage-v0" not in envpool_ids()  # envpool lacks it: gymnasium makes it, in both
     assert env_backend("DiagnoseTinyImage-v0", tmp_path) == resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"
+
+
+def test_writers_are_made_by_name_like_sb3s_logger(tmp_path):
+    from plastic_rl.diagnose import make_output_format
+
+    rows = [{"series": "s", "checkpoint": "a.zip", "step": 1, "network": "q", "srank": 3.0}]
+    for fmt in ("json", "csv"):
+        target = tmp_path / f"r.{fmt}"
+        assert make_output_format(fmt, target).write(rows) == [target] and target.stat().st_size > 0
+    assert json.loads((tmp_path / "r.json").read_text()) == rows
+    with pytest.raises(ValueError, match="unknown output format 'xml'; accepted: json, csv, plots, tensorboard, table"):
+        make_output_format("xml", tmp_path)
