@@ -388,3 +388,19 @@ def test_writers_are_made_by_name_like_sb3s_logger(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text()) == rows
     with pytest.raises(ValueError, match="unknown output format 'xml'; accepted: json, csv, plots, tensorboard, table"):
         make_output_format("xml", tmp_path)
+
+
+def test_the_optimizer_start_up_shortcut_applies_only_to_checked_torch_versions():
+    code = """
+import sys
+from plastic_rl.diagnose import cli
+cli.EAGER_OPTIMIZERS_TORCH = ((0, 0), (0, 1))
+print(cli._eager_optimizers())  # a torch outside the range: nothing changed
+cli.EAGER_OPTIMIZERS_TORCH = ((0, 0), (99, 0))
+print(cli._eager_optimizers())
+import torch
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+print("torch._dynamo" in sys.modules)  # building an optimizer no longer imports dynamo
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "False"], out.stderr
