@@ -108,3 +108,13 @@ def test_the_readme_core_examples_run():
     assert namespace["elr"].lr_factor > 1.0  # the second example re-warmed
     (interventions,) = [b for b in blocks if "from plastic_rl.interventions import" in b]
     exec(compile(interventions, "README.md", "exec"), {})  # its asserts are the known answers
+
+
+# Modules being split by another change of issue 14; every other module stays at or under the limit.
+LONG_FOR_NOW = {"plastic_rl/elr.py", "plastic_rl/report.py", "plastic_rl/interventions.py"}
+
+
+def test_no_module_is_over_400_lines():
+    files = [p for folder in ("plastic_rl", "agents", "envs") for p in (ROOT / folder).rglob("*.py")]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 400}
+    assert set(long) <= LONG_FOR_NOW, long
