@@ -55,22 +55,26 @@ once in the forward gets ``#1``, ``#2``, ... on its later calls.
 """
 
 
-from plastic_rl.diagnostics.capture import Forward
-from plastic_rl.diagnostics.measuring import FeatureSnapshot, compare, dormant_units, measure
-from plastic_rl.diagnostics.metrics import (
-    SATURATION_LEVEL,
-    delta_a,
-    delta_c,
-    dormant_mask,
-    dormant_ratio,
-    effective_rank,
-    fau,
-    saturated_ratio,
-    singular_values,
-    srank,
-    stable_rank,
-)
-from plastic_rl.diagnostics.table import FAMILIES, METRIC, METRICS, Metric
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The submodules load on first use: ``diagnostics.table`` (read by diagnose's writers) needs no torch.
+_HOME = {
+    "Forward": "capture",
+    **dict.fromkeys(("FeatureSnapshot", "compare", "dormant_units", "measure"), "measuring"),
+    **dict.fromkeys(("SATURATION_LEVEL", "delta_a", "delta_c", "dormant_mask", "dormant_ratio", "effective_rank", "fau",
+                     "saturated_ratio", "singular_values", "srank", "stable_rank"), "metrics"),
+    **dict.fromkeys(("FAMILIES", "METRIC", "METRICS", "Metric"), "table"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"plastic_rl.diagnostics.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'plastic_rl.diagnostics' has no attribute {name!r}")
+
 
 __all__ = [
     "measure",
