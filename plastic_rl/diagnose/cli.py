@@ -18,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
                     "checkpoints, ordered by training step.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint zip or run folder (searched recursively)")
-    p.add_argument("--env", help="env id to collect observations in: gymnasium's, else envpool's (default: the id the "
+    p.add_argument("--env", help="env id to collect observations in, made as training makes it: envpool's where it has the id, else "
+                                 "gymnasium's (default: the id the "
                                  "checkpoint records; 'module:Id' imports module first)")
     p.add_argument("--obs", metavar="FILE", help=".npy (or .npz per Dict key) of observations, instead of collecting")
     p.add_argument("--n-obs", type=int, default=2048, help="observations per batch (default 2048)")
