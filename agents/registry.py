@@ -2,7 +2,14 @@
 
 A record says where the class lives, its policies, its networks (which are trained, which is the
 primary one, which are target copies, how diagnostics run each) and how a vanilla zip of it is told
-apart from its relatives. Adding an agent is one module plus one ``plastic(...)`` line below.
+apart from its relatives. Adding an agent is one module plus one ``plastic(...)`` line below:
+
+1. ``agents/<algo>.py``: ``class PlasticX(PlasticMixin, X)`` with ``policy_aliases`` from its record
+   (and its normalized policies there, when no existing ones fit: see ``agents/td3.py``);
+2. a ``plastic("PlasticX", "plastic_rl.agents.<algo>", "X", {alias: "module:Class"})`` record here,
+   on the ``vanilla`` record of ``X`` (add that too if SB3's ``X`` is new here);
+3. ``configs/agent/<algo>.yaml`` and rl-zoo3's values in ``configs/hparams/<algo>_<Env>.yaml``;
+4. an ``AgentCase`` in ``tests/helpers.py``: every shared agent test then runs on it.
 
 Nothing here imports SB3 or torch (classes are named, not imported), so ``diagnose`` identifies a
 checkpoint before loading anything heavy.
