@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
-import torch
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
 from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
+from plastic_rl.agents import registry
+from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
 from plastic_rl.agents.policies import NormalizedPolicy
 from plastic_rl.layers import architecture, architecture_mismatch
 
@@ -127,6 +127,7 @@ class PlasticMixin:
             }
         super().__init__(policy, env, *args, **kwargs)
         self.env_id = env_id_of(env if isinstance(env, str) else self.env)  # saved: diagnose re-creates the env
+        setattr(self, registry.CLASS_KEY, self.algo().name)  # saved: diagnose identifies the zip by it
 
     # -- building --------------------------------------------------------------------------------
     def _setup_model(self) -> None:
@@ -140,12 +141,29 @@ class PlasticMixin:
             self.plasticity.load_state_dict(self._plasticity_state)
             self._plasticity_state = None
 
+    @classmethod
+    def algo(cls) -> registry.Algo:
+        """This agent's registry record (a subclass of ours shares its parent's)."""
+        return next(registry.ALGOS[c.__name__] for c in cls.__mro__ if c.__name__ in registry.PLASTIC)
+
     def _plastic_networks(self) -> list[Network]:
-        raise NotImplementedError
+        """The registry's trained networks (primary first), each with its target copies as mirrors."""
+        algo, policy = self.algo(), self.policy
+        return [
+            Network(spec.name, spec.module(policy), registry.attribute(policy, spec.optimizer), spec.forward,
+                    primary=spec.primary, mirrors=tuple(t.module(policy) for t in algo.targets_of(spec.name)),
+                    **self._network_options(spec))
+            for spec in algo.trained()
+        ]  # fmt: skip
+
+    def _network_options(self, spec: registry.NetworkSpec) -> dict[str, Any]:
+        """Extra ``Network`` keywords for one network (``init``, ``exclude``): none by default."""
+        return {}
 
     def _diagnostic_inputs(self) -> Any:
         """A fixed batch of recent observations (and actions where a network needs them), or None."""
-        raise NotImplementedError
+        algo = self.algo()
+        return diagnostic_inputs(self, algo.on_policy, algo.needs_actions)
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
         """SB3's advice to run MLP policies of on-policy agents on the CPU, which keys on the policy
@@ -210,20 +228,3 @@ class PlasticMixin:
             super().save(*args, **kwargs)
         finally:
             self._plasticity_state = None
-
-
-def recent_rows(array: np.ndarray, end: int, count: int, full: bool) -> np.ndarray:
-    """The ``count`` most recent rows of a (steps, n_envs, ...) buffer that is written at ``end``, flattened."""
-    size = array.shape[0]
-    stored = size if full else end
-    steps = max(1, -(-count // array.shape[1]))  # ceil(count / n_envs)
-    steps = min(steps, stored)
-    index = (np.arange(end - steps, end)) % size
-    rows = array[index].reshape(-1, *array.shape[2:])
-    return rows[-count:]
-
-
-def as_tensor(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, dict):
-        return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
-    return torch.as_tensor(batch, device=device)

@@ -6,7 +6,9 @@ The core (``elr``, ``norm``, ``diagnostics``) is plain PyTorch; the SB3 agents l
 
 __version__ = "0.1.0"
 
-_AGENTS = ("PlasticPPO", "PlasticDQN", "PlasticSAC", "PlasticityConfig")
+from plastic_rl.agents.registry import PLASTIC  # no SB3, no torch: the names of the agents
+
+_AGENTS = (*PLASTIC, "PlasticityConfig")
 
 
 def __getattr__(name: str):

@@ -14,9 +14,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC
+from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3
 from plastic_rl.agents import PRESETS
 
 
@@ -95,6 +95,8 @@ class AgentCase:
 AGENT_CASES = [
     AgentCase("ppo-mlp", PlasticPPO, PPO, "MlpPolicy", lambda: gym.make("CartPole-v1"), PPO_SMALL, 64, ("policy",)),
     AgentCase("ppo-cnn", PlasticPPO, PPO, "CnnPolicy", TinyImageEnv, PPO_SMALL, 64, ("policy",)),
+    AgentCase("a2c-mlp", PlasticA2C, A2C, "MlpPolicy", lambda: gym.make("CartPole-v1"), dict(n_steps=8), 64, ("policy",)),
+    AgentCase("a2c-cnn", PlasticA2C, A2C, "CnnPolicy", TinyImageEnv, dict(n_steps=8), 32, ("policy",)),
     AgentCase("dqn-mlp", PlasticDQN, DQN, "MlpPolicy", lambda: gym.make("CartPole-v1"),
               dict(OFF_POLICY_SMALL, train_freq=4), 200, ("policy", "q_net", "q_net_target")),  # fmt: skip
     AgentCase("dqn-cnn", PlasticDQN, DQN, "CnnPolicy", TinyImageEnv,
@@ -103,6 +105,10 @@ AGENT_CASES = [
               ("policy", "actor", "critic", "critic_target")),  # fmt: skip
     AgentCase("sac-cnn", PlasticSAC, SAC, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
               dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic", "critic_target")),  # fmt: skip
+    AgentCase("td3-mlp", PlasticTD3, TD3, "MlpPolicy", short_pendulum, dict(OFF_POLICY_SMALL, policy_delay=1), 100,
+              ("policy", "actor", "actor_target", "critic", "critic_target")),  # fmt: skip
+    AgentCase("td3-cnn", PlasticTD3, TD3, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
+              dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic")),  # fmt: skip
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
 # (tests/test_agent_interventions.py).

@@ -19,12 +19,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
-from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
-from stable_baselines3.sac.policies import Actor, SACPolicy
 
 from plastic_rl.agents import PRESETS
-from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.envs.wrappers import CartPolePhysics
 from plastic_rl.layers import architecture
 
@@ -54,26 +50,26 @@ def batch(model, n: int = 16):
     return obs, obs_t, act_t
 
 
-def outputs(net, obs, actions) -> list[torch.Tensor]:
-    """Everything a network computes from a batch, sampling nothing."""
+def tensors(out) -> list[torch.Tensor]:
+    """The tensors of a forward's output (nested tuples flattened; SAC's extra dict left out)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for item in out for t in tensors(item)] if isinstance(out, (tuple, list)) else []
+
+
+def outputs(net, obs, actions, algo, name: str = "policy") -> list[torch.Tensor]:
+    """Everything a network computes from a batch, sampling nothing: the registry's forward of the
+    network called ``name`` (the policy: of every network it holds)."""
+    inputs = {"observations": obs, "actions": actions} if algo.needs_actions else obs
+    specs = [s for s in algo.networks if s.path == name]
     with torch.no_grad():
-        if isinstance(net, ActorCriticPolicy):
-            return list(actor_critic_forward(net, obs))
-        if isinstance(net, DQNPolicy):
-            return [net.q_net(obs), net.q_net_target(obs)]
-        if isinstance(net, SACPolicy):
-            return [*outputs(net.actor, obs, actions), *net.critic(obs, actions), *net.critic_target(obs, actions)]
-        if isinstance(net, QNetwork):
-            return [net(obs)]
-        if isinstance(net, Actor):
-            return list(net.get_action_dist_params(obs)[:2])
-        if isinstance(net, ContinuousCritic):
-            return list(net(obs, actions))
-    raise TypeError(type(net))
+        if specs:
+            return tensors(specs[0].forward(net, inputs))
+        return [t for s in algo.networks for t in tensors(s.forward(s.module(net), inputs))]
 
 
-def assert_same_outputs(a, b, obs, actions):
-    out_a, out_b = outputs(a, obs, actions), outputs(b, obs, actions)
+def assert_same_outputs(a, b, obs, actions, algo, name: str = "policy"):
+    out_a, out_b = outputs(a, obs, actions, algo, name), outputs(b, obs, actions, algo, name)
     assert len(out_a) == len(out_b) and all(torch.equal(x, y) for x, y in zip(out_a, out_b))
 
 
@@ -96,7 +92,7 @@ def test_every_saveable_object_rebuilds_the_same_network(tmp_path, case, preset)
     model.save(tmp_path / "algo.zip")
     loaded = case.plastic.load(tmp_path / "algo.zip")
     assert architecture(loaded.policy) == architecture(model.policy)
-    assert_same_outputs(model.policy, loaded.policy, obs_t, act_t)
+    assert_same_outputs(model.policy, loaded.policy, obs_t, act_t, case.plastic.algo())
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
     for name in case.sub_networks:
@@ -106,10 +102,10 @@ def test_every_saveable_object_rebuilds_the_same_network(tmp_path, case, preset)
         rebuilt = type(net).load(str(path))
         assert type(rebuilt) is type(net), name
         assert architecture(rebuilt) == architecture(net), name
-        assert_same_outputs(net, rebuilt, obs_t, act_t)
+        assert_same_outputs(net, rebuilt, obs_t, act_t, case.plastic.algo(), name)
         # SB3's own class: the same network when nothing was normalized, a loud error otherwise
         if PRESETS[preset].norm is None:
-            assert_same_outputs(net, sb3_class(type(net)).load(str(path)), obs_t, act_t)
+            assert_same_outputs(net, sb3_class(type(net)).load(str(path)), obs_t, act_t, case.plastic.algo(), name)
         else:
             assert has_norm(rebuilt)
             with pytest.raises(TypeError, match="norm"):
@@ -180,18 +176,18 @@ def test_every_logger_format_at_every_verbose_level(tmp_path, capsys, case, pres
 
 
 # -- net_arch ---------------------------------------------------------------------------------------
-NET_ARCHS = {
-    "ppo": [[], dict(pi=[8], vf=[16, 8])],
-    "dqn": [[], [8]],
-    "sac": [[], dict(pi=[8], qf=[16, 8])],
-}
+def odd_net_archs(algo) -> list:
+    """[] and an uneven layout in the form the algorithm's policy takes (from its registry record)."""
+    if algo.on_policy:
+        return [[], dict(pi=[8], vf=[16, 8])]
+    return [[], dict(pi=[8], qf=[16, 8])] if algo.needs_actions else [[], [8]]
 
 
 @pytest.mark.parametrize("arch", [0, 1], ids=["empty", "uneven"])
 @presets
 @cases
 def test_odd_net_archs_train_measure_and_project(case, preset, arch):
-    net_arch = NET_ARCHS[case.id[:3]][arch]
+    net_arch = odd_net_archs(case.plastic.algo())[arch]
     config = PRESETS[preset]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -64,12 +64,20 @@ def test_interventions_combine_with_elr_and_keep_its_projection(case):
     assert any(k.startswith("elr/") and v > 0 for k, v in model.plasticity.metrics().items())
 
 
-WITH_TARGETS = [c for c in AGENT_CASES if c.id[:3] in ("dqn", "sac")]
+def primary_and_target(case) -> tuple[str, str] | None:
+    """(primary network, its target copy) from the registry, or None for an agent without targets."""
+    algo = case.plastic.algo()
+    primary = algo.trained()[0].name
+    target = next((t.path for t in algo.targets_of(primary)), None)
+    return (primary, target) if target else None
+
+
+WITH_TARGETS = [c for c in AGENT_CASES if primary_and_target(c)]
 
 
 @pytest.mark.parametrize("case", WITH_TARGETS, ids=[c.id for c in WITH_TARGETS])
 def test_target_networks_get_the_same_edit(case):
-    targets = {"dqn": ("q_net", "q_net_target"), "sac": ("critic", "critic_target")}[case.id[:3]]
+    targets = primary_and_target(case)
     model = case.make({"preset": "reset", "reset_layers": "heads"}, seed=0)
     model.learn(case.steps)
     online, target = (getattr(model, name) for name in targets)

@@ -23,7 +23,7 @@ import torch
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 
-from plastic_rl import PlasticDQN, PlasticPPO, PlasticSAC, diagnostics
+from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3, diagnostics
 from plastic_rl.agents.ppo import actor_critic_forward
 from plastic_rl.agents.sac import actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
@@ -220,34 +220,21 @@ OFF_POLICY = dict(learning_starts=10, buffer_size=200)
     "make, env, algorithm, networks",
     [
         (lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0), "CartPole-v1", "A2C", ["policy"]),
+        (lambda: PlasticA2C("CartPole-v1", n_steps=8, seed=0), None, "PlasticA2C", ["policy"]),
         (lambda: DQN("MlpPolicy", "CartPole-v1", seed=0, **OFF_POLICY), "CartPole-v1", "DQN", ["q_net", "q_net_target"]),
         (lambda: PlasticDQN("CartPole-v1", seed=0, **OFF_POLICY), None, "PlasticDQN", ["q_net", "q_net_target"]),
-        (
-            lambda: SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-            "Pendulum-v1",
-            "SAC",
-            ["actor", "critic", "critic_target"],
-        ),
-        (
-            lambda: PlasticSAC("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-            None,
-            "PlasticSAC",
-            ["actor", "critic", "critic_target"],
-        ),
-        (
-            lambda: TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-            "Pendulum-v1",
-            "TD3",
-            ["actor", "actor_target", "critic", "critic_target"],
-        ),
-        (
-            lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
-            "Pendulum-v1",
-            "DDPG",
-            ["actor", "actor_target", "critic", "critic_target"],
-        ),
+        (lambda: SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         "Pendulum-v1", "SAC", ["actor", "critic", "critic_target"]),
+        (lambda: PlasticSAC("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         None, "PlasticSAC", ["actor", "critic", "critic_target"]),
+        (lambda: TD3("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         "Pendulum-v1", "TD3", ["actor", "actor_target", "critic", "critic_target"]),
+        (lambda: PlasticTD3("Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         None, "PlasticTD3", ["actor", "actor_target", "critic", "critic_target"]),
+        (lambda: DDPG("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY),
+         "Pendulum-v1", "DDPG", ["actor", "actor_target", "critic", "critic_target"]),
     ],
-    ids=["a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "ddpg"],
+    ids=["a2c", "plastic_a2c", "dqn", "plastic_dqn", "sac", "plastic_sac", "td3", "plastic_td3", "ddpg"],
 )
 def test_other_algorithms_give_a_row_per_network(make, env, algorithm, networks, tmp_path):
     model = make()
@@ -402,3 +389,46 @@ def test_envpool_only_id_is_collected_through_plastic_rl_envs(tmp_path):
     (row,) = diagnose(tmp_path / "pong.zip", env="Pong-v5", n_obs=16, n_envs=2, save_obs=tmp_path / "obs.npy")
     assert row["observations"].startswith("Pong-v5 seed 0") and np.load(tmp_path / "obs.npy").shape == (16, 4, 84, 84)
     assert "fau/features_extractor.cnn.0" in row
+
+
+# -- one env-backend rule ---------------------------------------------------------------------------------
+def test_training_and_diagnose_pick_the_same_backend(tmp_path):
+    from plastic_rl.checkpoints import env_backend
+    from plastic_rl.env_ids import envpool_ids, resolve_backend
+    from plastic_rl.envs import EnvPoolVecEnv, make_vec_env
+
+    venv = make_vec_env("CartPole-v1", n_envs=1, seed=0)  # what training makes
+    trained_on = "envpool" if isinstance(venv, EnvPoolVecEnv) else "gymnasium"
+    venv.close()
+    assert env_backend("CartPole-v1", tmp_path) == trained_on == resolve_backend("CartPole-v1")
+    assert trained_on == ("envpool" if "CartPole-v1" in envpool_ids() else "gymnasium")
+    assert "DiagnoseTinyImage-v0" not in envpool_ids()  # envpool lacks it: gymnasium makes it, in both
+    assert env_backend("DiagnoseTinyImage-v0", tmp_path) == resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"
+
+
+def test_writers_are_made_by_name_like_sb3s_logger(tmp_path):
+    from plastic_rl.diagnose import make_output_format
+
+    rows = [{"series": "s", "checkpoint": "a.zip", "step": 1, "network": "q", "srank": 3.0}]
+    for fmt in ("json", "csv"):
+        target = tmp_path / f"r.{fmt}"
+        assert make_output_format(fmt, target).write(rows) == [target] and target.stat().st_size > 0
+    assert json.loads((tmp_path / "r.json").read_text()) == rows
+    with pytest.raises(ValueError, match="unknown output format 'xml'; accepted: json, csv, plots, tensorboard, table"):
+        make_output_format("xml", tmp_path)
+
+
+def test_the_optimizer_start_up_shortcut_applies_only_to_checked_torch_versions():
+    code = """
+import sys
+from plastic_rl.diagnose import cli
+cli.EAGER_OPTIMIZERS_TORCH = ((0, 0), (0, 1))
+print(cli._eager_optimizers())  # a torch outside the range: nothing changed
+cli.EAGER_OPTIMIZERS_TORCH = ((0, 0), (99, 0))
+print(cli._eager_optimizers())
+import torch
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+print("torch._dynamo" in sys.modules)  # building an optimizer no longer imports dynamo
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "False"], out.stderr

@@ -18,10 +18,12 @@ import pytest
 import torch
 import yaml
 
-from plastic_rl.agents import PRESETS, PlasticPPO
+from plastic_rl.agents import PRESETS, PlasticPPO, registry
 from plastic_rl.agents.callbacks import KILL_DURING_SAVE
 from plastic_rl.checkpoints import find_checkpoints
 from plastic_rl.tools.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = ["progress_bar=false", "eval_episodes=2", "diagnostics_freq=20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -83,10 +85,17 @@ def same_parameters(a: Path, b: Path) -> bool:
 
 
 def test_configs_compose_and_presets_match_the_agents():
+    agents = sorted(p.stem for p in (ROOT / "configs" / "agent").glob("*.yaml"))
+    algorithms = set()
     for env in ("CartPole", "Atari", "MuJoCo", "NonStationary"):
-        for agent in ("ppo", "dqn", "sac"):
+        for agent in agents:
             cfg = load_config("config", [f"env={env}", f"agent={agent}"])
             assert cfg.env.name == env and cfg.agent.name == agent
+            algorithms.add(cfg.agent.algorithm)
+    assert algorithms == set(registry.PLASTIC)  # one agent config per plastic algorithm of the registry
+    td3 = load_config("config", ["env=MuJoCo", "agent=td3"]).agent.kwargs  # rl-zoo3's MuJoCo TD3
+    assert (td3.noise_type, td3.noise_std, td3.batch_size) == ("normal", 0.1, 256)
+    assert load_config("config", ["agent=a2c"]).agent.kwargs.ent_coef == 0.0  # rl-zoo3's CartPole A2C
     assert load_config("config", ["env=Atari"]).agent.kwargs.n_steps == 128  # rl-zoo3's Atari PPO
     assert load_config("config", []).agent.kwargs.learning_rate == "lin_0.001"  # rl-zoo3's CartPole PPO
     for name, preset in PRESETS.items():
@@ -341,3 +350,18 @@ def test_a_nonstationary_run_can_intervene_at_each_task_switch(tmp_path):
     assert out.returncode == 0, out.stderr
     model = PlasticPPO.load(tmp_path / "runs" / "ppo_NonStationary_shrink-perturb_seed0" / "final_model.zip")
     assert model.plasticity.interventions == 3  # at 512, 1024 and 1536: one per switch, none in between
+
+
+def test_rl_zoo_noise_settings_become_sb3_action_noise():
+    import gymnasium as gym
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from plastic_rl.train import with_action_noise
+
+    space = gym.spaces.Box(-1, 1, (3,))
+    kwargs = with_action_noise({"noise_type": "normal", "noise_std": 0.2, "batch_size": 8}, space)
+    assert kwargs["batch_size"] == 8 and isinstance(kwargs["action_noise"], NormalActionNoise)
+    assert kwargs["action_noise"]._sigma.tolist() == [0.2, 0.2, 0.2]
+    assert with_action_noise({"batch_size": 8}, space) == {"batch_size": 8}
+    with pytest.raises(SystemExit):
+        with_action_noise({"noise_type": "pink", "noise_std": 0.1}, space)

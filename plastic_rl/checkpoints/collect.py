@@ -1,0 +1,127 @@
+"""Collecting observations: the checkpoint's env, re-created as training made it, stepped by its policy."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from plastic_rl.checkpoints.observations import _describe_space, fit_obs
+from plastic_rl.checkpoints.zips import fail
+
+N_ENVS = 8  # parallel envs used to collect observations (rows are time-major: t0 env0..7, t1 env0..7, ...)
+
+
+class UnknownEnv(ValueError):
+    """gymnasium does not know the env id."""
+
+
+def make_env(env_id: str, where: Path):
+    import gymnasium as gym
+
+    if env_id.startswith("plastic_rl/"):  # ids plastic_rl.envs registers (MinAtar as the agents trained on it)
+        import plastic_rl.envs  # noqa: F401
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(env_id)
+    except (gym.error.Error, ModuleNotFoundError) as exc:
+        raise fail(where, f"env {env_id!r} does not exist ({type(exc).__name__}: {exc})", UnknownEnv) from None
+    except Exception as exc:
+        raise fail(where, f"cannot create env {env_id!r} ({type(exc).__name__}: {exc})") from None
+
+
+def env_backend(env_id: str, where: Path) -> str:
+    """``"envpool"`` or ``"gymnasium"`` by training's rule (``plastic_rl.env_ids.resolve_backend``: envpool
+    where it has the id, else gymnasium), so a checkpoint is diagnosed on the env it was trained on; a
+    gymnasium id is also made once here (its dependencies are installed). Fails naming ``where``."""
+    from plastic_rl.env_ids import resolve_backend
+
+    if env_id.startswith("plastic_rl/"):  # ids plastic_rl.envs registers (MinAtar as the agents trained on it)
+        import plastic_rl.envs  # noqa: F401
+    try:
+        backend = resolve_backend(env_id)
+    except ValueError as exc:
+        raise fail(where, f"env {env_id!r} does not exist ({exc})", UnknownEnv) from None
+    if backend == "gymnasium":
+        make_env(env_id, where).close()
+    return backend
+
+
+check_env = env_backend
+
+
+def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int = N_ENVS) -> Any:
+    """``n_obs`` observations visited by the model's deterministic policy in ``env_id``.
+
+    ``n_envs`` copies of the env, seeded ``seed, seed + 1, ...`` (SB3's VecEnv seeding), step in lock
+    step; the batch is time-major (every env's observation at t, then at t + 1), cut to ``n_obs`` rows.
+    Image envs get SB3's own channel transpose, as in training. The backend is training's (``env_backend``).
+    """
+    import torch
+
+    n_envs = max(1, min(n_envs, n_obs))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a forward on a handful of observations: extra threads only contend (10x slower)
+    try:
+        return _collect(model, env_id, n_obs, seed, where, n_envs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path):
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    if env_backend(env_id, where) == "gymnasium":
+        venv = DummyVecEnv([lambda: make_env(env_id, where)] * n_envs)
+    else:
+        try:
+            from plastic_rl.envs import make_vec_env
+        except ImportError as exc:
+            raise fail(where, f"env {env_id!r} is an envpool id and plastic_rl.envs is unavailable ({exc})") from None
+        try:
+            venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, backend="envpool")
+        except Exception as exc:
+            raise fail(where, f"cannot create env {env_id!r} ({type(exc).__name__}: {exc})") from None
+    venv = BaseAlgorithm._wrap_env(venv, verbose=0, monitor_wrapper=False)
+    venv.seed(seed)  # env i gets seed + i at the next reset
+    return venv
+
+
+def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int) -> Any:
+    import numpy as np
+
+    venv = _make_vec_env(env_id, n_envs, seed, where)
+    try:
+        space = model.observation_space
+        if not _same_space(venv.observation_space, space):
+            raise fail(where, f"env {env_id!r} gives observations {_describe_space(venv.observation_space)}, the "
+                              f"checkpoint expects {_describe_space(space)} (trained with wrappers such as frame "
+                              "stacking or Atari preprocessing?); collect them yourself and pass --obs FILE.npy")
+        obs = venv.reset()
+        batches = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(math.ceil(n_obs / n_envs)):
+                batches.append({k: np.array(v) for k, v in obs.items()} if isinstance(obs, dict) else np.array(obs))
+                action, _ = model.predict(obs, deterministic=True)
+                obs, _, _, _ = venv.step(action)
+    finally:
+        venv.close()
+    if isinstance(batches[0], dict):
+        stacked = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    else:
+        stacked = np.concatenate(batches)
+    return fit_obs(stacked, model.observation_space, where, n_obs)
+
+
+def _same_space(a, b) -> bool:
+    import gymnasium as gym
+
+    if isinstance(a, gym.spaces.Dict) or isinstance(b, gym.spaces.Dict):
+        return (isinstance(a, gym.spaces.Dict) and isinstance(b, gym.spaces.Dict) and a.spaces.keys() == b.spaces.keys()
+                and all(_same_space(a[k], b[k]) for k in a.spaces))
+    return type(a) is type(b) and a.shape == b.shape and getattr(a, "n", None) == getattr(b, "n", None)

@@ -1,0 +1,79 @@
+"""Which checkpoints form a series (one per folder, one for the zip arguments), and the cheap checks of
+the observation source before anything loads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from plastic_rl import checkpoints as ckpts
+from plastic_rl.checkpoints import Checkpoint, fail
+
+
+def _note(log, message: str) -> None:
+    if log is not None:
+        log(message)
+
+
+def _series(paths: Iterable[str | os.PathLike], log=None) -> list[tuple[str, list[Checkpoint]]]:
+    """[(label, checkpoints ordered by step)]: one per folder, one for all zip arguments together.
+
+    A checkpoint with the same step and the same parameters as one before it (a run's
+    ``final_model.zip`` next to its last ``checkpoints/step_N.zip``) is left out, with a note.
+    """
+    groups: list[tuple[str, list[Path]]] = []
+    zips: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise fail(path, "no such file or folder", FileNotFoundError)
+        if path.is_dir():
+            groups.append((str(path), ckpts.find_checkpoints(path)))
+        else:
+            if not zips:
+                groups.append(("", zips))  # placeholder: the zips' series sits where the first zip was given
+            zips.append(path)
+    if not groups:
+        raise ValueError("no checkpoint given: pass checkpoint zips or run folders")
+    out = []
+    for label, members in groups:
+        if members is zips:
+            label = str(zips[0]) if len(zips) == 1 else (os.path.commonpath([str(z.parent) for z in zips]) or ".")
+        found = []
+        for member in members:
+            key = member.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(ckpts.read_checkpoint(member))
+        kept: dict[tuple[int, int], Checkpoint] = {}
+        for ckpt in sorted(found, key=lambda c: (c.step, str(c.path))):
+            twin = kept.setdefault((ckpt.step, ckpt.params_crc), ckpt)
+            if twin is not ckpt:
+                _note(log, f"{ckpt.path}: left out, same step and parameters as {twin.path}")
+        if kept:
+            out.append((label, list(kept.values())))
+    return out
+
+
+def _reference(series: list[Checkpoint], obs_from: str) -> Checkpoint:
+    return series[0] if obs_from == "first" else series[-1]
+
+
+def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, obs_from: str):
+    """Cheap checks before anything loads: the env exists, an observation file fits. -> (env_id, batch)."""
+    ref = _reference(series, obs_from)
+    if obs is None:
+        env_id = env or ref.env_id
+        if env_id is None:
+            raise fail(ref.path, f"this {ref.algo.name} checkpoint records no env id (vanilla SB3 checkpoints never do): "
+                                 "pass --env ID or --obs FILE.npy")
+        ckpts.check_env(env_id, ref.path)
+        return env_id, None
+    space = ref.observation_space()
+    if space is None:  # checked once the model is loaded
+        return None, None
+    if isinstance(obs, (str, os.PathLike)):
+        return None, ckpts.load_obs(obs, space, n_obs)
+    return None, ckpts.fit_obs(obs, space, "obs", n_obs)

@@ -1,0 +1,94 @@
+"""Which environment ids exist where: envpool's list, gymnasium's registry, close matches for typos.
+
+The one place that answers "is this id an envpool id?", "is it an envpool Atari game?", "which backend
+makes it?" (``resolve_backend``: envpool where it has the id, else gymnasium) and "what did the user
+probably mean?", so training (``make_vec_env``, the presets, ``TaskSequence``) and ``diagnose`` (which
+re-creates a checkpoint's env) agree. A core module: it imports neither SB3 nor torch, so diagnose
+checks an env id before loading anything heavy. ``plastic_rl.envs.registry`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+BACKENDS = ("auto", "envpool", "gymnasium")
+
+
+@functools.lru_cache(maxsize=1)
+def envpool_ids() -> frozenset[str]:
+    """Every id ``envpool.make`` accepts; empty where envpool is not installed (it is Linux-only)."""
+    try:
+        import envpool
+    except ImportError:
+        return frozenset()
+    return frozenset(envpool.list_all_envs())
+
+
+def gymnasium_ids() -> frozenset[str]:
+    """Every id registered with gymnasium now (not cached: importing a plugin adds ids)."""
+    import gymnasium as gym
+
+    return frozenset(gym.registry.keys())
+
+
+def envpool_family(env_id: str) -> str | None:
+    """The envpool module that implements ``env_id`` (``"envpool.atari"``, ``"envpool.mujoco.gym"``,
+    ``"envpool.classic_control"``, ...), or None when envpool lacks the id."""
+    if env_id not in envpool_ids():
+        return None
+    from envpool.registration import registry
+
+    return registry.specs[env_id][0]
+
+
+def envpool_ids_of(family: str) -> list[str]:
+    """Sorted envpool ids of one family, e.g. ``envpool_ids_of("envpool.atari")``."""
+    return sorted(i for i in envpool_ids() if envpool_family(i) == family)
+
+
+def is_envpool_atari(env_id: str) -> bool:
+    """True for envpool's Atari games (``Pong-v5``, ...): they have lives, raw rewards in the info, frame stacks."""
+    return envpool_family(env_id) == "envpool.atari"
+
+
+def close_matches(env_id: str, n: int = 5) -> list[str]:
+    """The known ids nearest to ``env_id`` (difflib over gymnasium's registry and envpool's list)."""
+    candidates = sorted(envpool_ids() | gymnasium_ids())
+    matches = difflib.get_close_matches(env_id, candidates, n=n, cutoff=0.6)
+    if not matches:  # e.g. "pong": compare case-insensitively before giving up
+        lowered = {c.lower(): c for c in candidates}
+        matches = [lowered[m] for m in difflib.get_close_matches(env_id.lower(), list(lowered), n=n, cutoff=0.5)]
+    return matches
+
+
+def unknown_id_error(env_id: str, where: str = "envpool or gymnasium") -> ValueError:
+    matches = close_matches(env_id)
+    hint = f" Close matches: {', '.join(matches)}." if matches else " No close match."
+    return ValueError(f"unknown environment id {env_id!r} (not in {where}).{hint}")
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """``"envpool"`` or ``"gymnasium"`` for ``env_id``; ValueError for a bad backend or an unknown id."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is unknown; accepted: {', '.join(BACKENDS)}")
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a string, not {type(env_id).__name__}")
+    in_envpool = env_id in envpool_ids()
+    if backend == "envpool":
+        if not in_envpool:
+            if not envpool_ids():
+                raise ValueError("backend='envpool' but envpool is not installed (it is Linux-only): use backend='gymnasium'")
+            raise unknown_id_error(env_id, "envpool")
+        return "envpool"
+    # "module:EnvName-v0" ids import their module inside gym.make: let gymnasium resolve them.
+    in_gymnasium = env_id in gymnasium_ids() or ":" in env_id
+    if backend == "gymnasium":
+        if not in_gymnasium:
+            raise unknown_id_error(env_id, "gymnasium's registry")
+        return "gymnasium"
+    if in_envpool:
+        return "envpool"
+    if in_gymnasium:
+        return "gymnasium"
+    raise unknown_id_error(env_id)

@@ -1,0 +1,162 @@
+"""Accepting or refusing a training run before anything is written: the run folder, its checkpoints, resuming.
+
+``plan`` returns a ``Plan`` (what the run does) or exits with one line (code 2); it writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from plastic_rl.checkpoints import TEMPORARY_PREFIX
+from plastic_rl.tools.config import fail
+
+CHECKPOINT = re.compile(r"step_(\d+)\.zip$")
+FINAL = "final_model.zip"
+EVALUATIONS = "evaluations.csv"
+RUNTIME_KEYS = ("progress_bar", "verbose", "device", "torch_threads")  # how a run runs: free to change on resume
+
+
+def plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject bad values with one line each, before anything is built."""
+    for key in ("total_timesteps", "n_envs", "eval_episodes"):
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            fail(f"{key}={value!r} must be a positive integer")
+    for key in ("checkpoint_freq", "eval_freq", "diagnostics_freq", "torch_threads"):
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            fail(f"{key}={value!r} must be an integer >= 0 (0 turns it off)")
+    from plastic_rl.agents import registry
+    from plastic_rl.agents.callbacks import EVAL_TASKS
+
+    if cfg.agent.algorithm not in registry.PLASTIC:
+        fail(f"agent.algorithm={cfg.agent.algorithm!r} is not accepted; accepted: {', '.join(registry.PLASTIC)}")
+    if cfg.eval_tasks not in EVAL_TASKS:
+        fail(f"eval_tasks={cfg.eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The run's checkpoints, oldest first (by the step in their name); temporary files are never one."""
+    found = [(int(m.group(1)), p) for p in (folder / "checkpoints").glob("step_*.zip")
+             if not p.name.startswith(TEMPORARY_PREFIX) and (m := CHECKPOINT.search(p.name))]  # fmt: skip
+    return [p for _, p in sorted(found)]
+
+
+def read_checkpoint(path: Path, cfg: DictConfig):
+    """The checkpoint's data (step, algorithm), checked without loading it; a bad file is one line."""
+    from plastic_rl.checkpoints import read_checkpoint as read
+
+    try:
+        ckpt = read(path)
+    except (OSError, ValueError) as exc:
+        fail(f"resume: cannot load {exc}")
+    if ckpt.algo.name != cfg.agent.algorithm:
+        fail(f"resume: {path} is a {ckpt.algo.name} checkpoint, agent={cfg.agent.name} trains {cfg.agent.algorithm}")
+    return ckpt
+
+
+@dataclass
+class Plan:
+    """What an accepted run does, decided before anything is written."""
+
+    cfg: DictConfig  # the config it trains with (a resumed run's own saved config)
+    run_dir: Path
+    start_from: Path | None = None  # the checkpoint it continues from
+    step: int = 0  # the step it starts at
+    own_run: bool = False  # continues run_dir's own run: keeps its config, restores its resume state
+    complete: int | None = None  # the run already finished at this step: nothing to do
+
+
+def has_results(run_dir: Path) -> bool:
+    return bool(checkpoints(run_dir)) or (run_dir / FINAL).exists()
+
+
+def refuse_results(run_dir: Path) -> None:
+    if has_results(run_dir):
+        fail(f"{run_dir} already has checkpoints or a final model: pass resume=true to continue it, or another run_name=")
+
+
+def saved_config(run_dir: Path) -> DictConfig | None:
+    """The config the run in ``run_dir`` was started with, or None if it has none."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # a YAML error: name the file, keep the line
+        fail(f"{path}: cannot read the run's config ({type(exc).__name__}: {exc})")
+
+
+def keep_config(cfg: DictConfig, saved: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
+    """A resumed run keeps the config it started with: an override that would change it is refused
+    (only ``RUNTIME_KEYS`` may change). Returns the saved config with this invocation's runtime keys."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key in ("resume", "run_name", *RUNTIME_KEYS) or key.startswith("hydra"):
+            continue
+        if plain(OmegaConf.select(cfg, key)) != plain(OmegaConf.select(saved, key)):
+            fail(f"resume: {override.input_line} differs from the config {run_dir} was started with ({run_dir}/.hydra/"
+                 "config.yaml): a resumed run keeps its config; to change it, start another run_name= from one of its "
+                 f"checkpoints (resume={run_dir}/checkpoints/step_N.zip)")  # fmt: skip
+    return OmegaConf.merge(saved, {key: cfg[key] for key in RUNTIME_KEYS}, {"resume": cfg.resume})
+
+
+def plan(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Plan:
+    """Accept the run (a Plan) or refuse it (one line, exit 2); writes nothing."""
+    check(cfg)
+    if cfg.resume == "auto":  # a sweep that may have been interrupted: continue what exists, start the rest
+        if not (has_results(run_dir) or saved_config(run_dir) is not None):
+            return Plan(cfg, run_dir)
+        return continue_run(cfg, run_dir, overrides)
+    if cfg.resume is False or cfg.resume is None:
+        refuse_results(run_dir)
+        return Plan(cfg, run_dir)
+    source = run_dir if cfg.resume is True else Path(str(cfg.resume)).expanduser()
+    if source.is_file():
+        if source.resolve().parent == (run_dir / "checkpoints").resolve():
+            return continue_run(cfg, run_dir, overrides, source)
+        return continue_elsewhere(cfg, run_dir, source)
+    if not source.is_dir():
+        fail(f"resume={source}: no such run folder or checkpoint")
+    if source.resolve() == run_dir.resolve():
+        return continue_run(cfg, run_dir, overrides)
+    found = checkpoints(source)
+    if not found:
+        fail(f"resume={source}: no checkpoints/step_*.zip in it")
+    return continue_elsewhere(cfg, run_dir, found[-1])
+
+
+def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], checkpoint: Path | None = None) -> Plan:
+    """Continue ``run_dir``'s own run from its last checkpoint (or from step 0 if it was killed before one)."""
+    saved = saved_config(run_dir)
+    if saved is not None:
+        cfg = keep_config(cfg, saved, overrides, run_dir)
+    if (run_dir / FINAL).exists():
+        return Plan(cfg, run_dir, own_run=True, complete=read_checkpoint(run_dir / FINAL, cfg).step)
+    found = checkpoints(run_dir)
+    if checkpoint is not None and found and found[-1].name != checkpoint.name:
+        fail(f"resume={checkpoint}: {run_dir} has later checkpoints (up to {found[-1].name}) that continuing from it "
+             "would overwrite; continue from the last one (resume=true) or start another run_name=")  # fmt: skip
+    if found:
+        return Plan(cfg, run_dir, found[-1], read_checkpoint(found[-1], cfg).step, own_run=True)
+    if saved is None:
+        fail(f"resume={run_dir}: no checkpoints/step_*.zip in it")
+    return Plan(cfg, run_dir, own_run=True)
+
+
+def continue_elsewhere(cfg: DictConfig, run_dir: Path, checkpoint: Path) -> Plan:
+    """A new run in ``run_dir`` that starts from another run's checkpoint, with this invocation's config."""
+    step = read_checkpoint(checkpoint, cfg).step
+    refuse_results(run_dir)
+    return Plan(cfg, run_dir, checkpoint, step)
