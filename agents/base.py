@@ -17,9 +17,9 @@ import gymnasium as gym
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
+from plastic_rl.agents import registry
 from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
-from plastic_rl.agents import registry
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
 from plastic_rl.agents.policies import NormalizedPolicy
 from plastic_rl.layers import architecture, architecture_mismatch
@@ -48,9 +48,7 @@ def split_call_form(algorithm: type, policy: Any, env: Any) -> tuple[Any, Any]:
         try:
             spec = gym.spec(policy)
         except gym.error.Error as exc:
-            raise ValueError(
-                f"{policy!r} is neither a policy ({', '.join(aliases)}) nor a registered environment id: {exc}"
-            ) from None
+            raise ValueError(f"{policy!r} is neither a policy ({', '.join(aliases)}) nor a registered environment id: {exc}") from None
         if env is None:
             policy = gym.make(spec)
     if env is not None:
@@ -98,7 +96,9 @@ class PlasticMixin:
     ):
         policy, env = split_call_form(type(self), policy, env)
         policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
-        if not kwargs.get("_init_setup_model", True) and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
+        if not kwargs.get("_init_setup_model", True) and not (
+            isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)
+        ):
             # SB3's load() of a zip that SB3's own PPO/DQN/SAC saved: its networks have no normalization, so
             # it continues as plasticity="none" (SB3's algorithm, plus ELR measurements and diagnostics).
             plasticity = "none"

@@ -34,10 +34,9 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
-from stable_baselines3.sac.policies import Actor
+from stable_baselines3.sac.policies import Actor, SACPolicy
 from stable_baselines3.sac.policies import CnnPolicy as SACCnnPolicy
 from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
-from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from plastic_rl.layers import architecture, architecture_mismatch, iter_blocks
@@ -147,7 +146,9 @@ class NormalizedNetwork(ArchitectureChecked):
 class _ActorCriticNorm(NormalizedPolicy):
     def _build_mlp_extractor(self) -> None:
         super()._build_mlp_extractor()
-        extractors = [self.features_extractor] if self.share_features_extractor else [self.pi_features_extractor, self.vf_features_extractor]
+        extractors = (
+            [self.features_extractor] if self.share_features_extractor else [self.pi_features_extractor, self.vf_features_extractor]
+        )
         for module in (*extractors, self.mlp_extractor):
             normalize_hidden(module, self.norm, self.norm_affine)
 

@@ -18,8 +18,9 @@ checkpoint before loading anything heavy.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from plastic_rl.agents import forwards as f
 
@@ -139,13 +140,27 @@ for _algo in (
     vanilla("SAC", SB3, SAC_NETS, False, f"{SB3}.sac.policies", actions=f.stochastic_actions),
     vanilla("TD3", SB3, TD3_NETS, False, f"{SB3}.td3.policies", actions=f.deterministic_actions),
     # DDPG is TD3 with one actor update per critic update and target policy noise clipped to 0.
-    vanilla("DDPG", SB3, TD3_NETS, False, f"{SB3}.td3.policies", actions=f.deterministic_actions,
-            hparams={"policy_delay": 1, "target_noise_clip": 0.0}),  # fmt: skip
+    vanilla(
+        "DDPG",
+        SB3,
+        TD3_NETS,
+        False,
+        f"{SB3}.td3.policies",
+        actions=f.deterministic_actions,
+        hparams={"policy_delay": 1, "target_noise_clip": 0.0},
+    ),  # fmt: skip
     vanilla("TRPO", CONTRIB, ACTOR_CRITIC, True, f"{SB3}.common.policies", ACTOR_CRITIC_TOPS, hparams={"cg_max_steps": ANY}),
     vanilla("MaskablePPO", CONTRIB, ACTOR_CRITIC, True, f"{CONTRIB}.common.maskable.policies", ACTOR_CRITIC_TOPS),
     vanilla("QRDQN", CONTRIB, _q("quantile_net"), False, f"{CONTRIB}.qrdqn.policies"),
-    vanilla("TQC", CONTRIB, SAC_NETS, False, f"{CONTRIB}.tqc.policies", actions=f.stochastic_actions,
-            hparams={"top_quantiles_to_drop_per_net": ANY}),  # fmt: skip
+    vanilla(
+        "TQC",
+        CONTRIB,
+        SAC_NETS,
+        False,
+        f"{CONTRIB}.tqc.policies",
+        actions=f.stochastic_actions,
+        hparams={"top_quantiles_to_drop_per_net": ANY},
+    ),  # fmt: skip
     vanilla("CrossQ", CONTRIB, SAC_NETS[:2], False, f"{CONTRIB}.crossq.policies", actions=f.stochastic_actions),
     vanilla("ARS", CONTRIB, (NetworkSpec("policy", "", f.obs_forward),), True, f"{CONTRIB}.ars.policies", ("action_net",)),
 ):

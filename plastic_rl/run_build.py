@@ -11,12 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 from plastic_rl.run_plan import EVALUATIONS, Plan
 from plastic_rl.tools.config import fail
 
+
 def linear(value: Any) -> Any:
     """rl-zoo3's ``lin_X`` strings become SB3 schedules (X at the start, 0 at the end)."""
     if isinstance(value, str) and value.startswith("lin_"):
         start = float(value[4:])
         return lambda progress_remaining: progress_remaining * start
     return value
+
+
 CLASS_KEYS = ("features_extractor_class", "activation_fn", "optimizer_class", "replay_buffer_class")
 
 
@@ -36,6 +39,8 @@ def resolve_classes(kwargs: dict[str, Any]) -> dict[str, Any]:
                 fail(f"agent.kwargs: {key}={value!r} is not an importable class ({type(exc).__name__})")
         out[key] = value
     return out
+
+
 NOISE = {"normal": "NormalActionNoise", "ornstein-uhlenbeck": "OrnsteinUhlenbeckActionNoise"}
 
 

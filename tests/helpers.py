@@ -7,8 +7,9 @@ every preset (``PRESET_NAMES``): a behaviour checked for one agent is checked fo
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -97,18 +98,59 @@ AGENT_CASES = [
     AgentCase("ppo-cnn", PlasticPPO, PPO, "CnnPolicy", TinyImageEnv, PPO_SMALL, 64, ("policy",)),
     AgentCase("a2c-mlp", PlasticA2C, A2C, "MlpPolicy", lambda: gym.make("CartPole-v1"), dict(n_steps=8), 64, ("policy",)),
     AgentCase("a2c-cnn", PlasticA2C, A2C, "CnnPolicy", TinyImageEnv, dict(n_steps=8), 32, ("policy",)),
-    AgentCase("dqn-mlp", PlasticDQN, DQN, "MlpPolicy", lambda: gym.make("CartPole-v1"),
-              dict(OFF_POLICY_SMALL, train_freq=4), 200, ("policy", "q_net", "q_net_target")),  # fmt: skip
-    AgentCase("dqn-cnn", PlasticDQN, DQN, "CnnPolicy", TinyImageEnv,
-              dict(OFF_POLICY_SMALL, train_freq=4, buffer_size=200), 100, ("policy", "q_net", "q_net_target")),  # fmt: skip
-    AgentCase("sac-mlp", PlasticSAC, SAC, "MlpPolicy", short_pendulum, OFF_POLICY_SMALL, 100,
-              ("policy", "actor", "critic", "critic_target")),  # fmt: skip
-    AgentCase("sac-cnn", PlasticSAC, SAC, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
-              dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic", "critic_target")),  # fmt: skip
-    AgentCase("td3-mlp", PlasticTD3, TD3, "MlpPolicy", short_pendulum, dict(OFF_POLICY_SMALL, policy_delay=1), 100,
-              ("policy", "actor", "actor_target", "critic", "critic_target")),  # fmt: skip
-    AgentCase("td3-cnn", PlasticTD3, TD3, "CnnPolicy", lambda: TinyImageEnv(continuous=True),
-              dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4), 60, ("policy", "actor", "critic")),  # fmt: skip
+    AgentCase(
+        "dqn-mlp",
+        PlasticDQN,
+        DQN,
+        "MlpPolicy",
+        lambda: gym.make("CartPole-v1"),
+        dict(OFF_POLICY_SMALL, train_freq=4),
+        200,
+        ("policy", "q_net", "q_net_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "dqn-cnn",
+        PlasticDQN,
+        DQN,
+        "CnnPolicy",
+        TinyImageEnv,
+        dict(OFF_POLICY_SMALL, train_freq=4, buffer_size=200),
+        100,
+        ("policy", "q_net", "q_net_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "sac-mlp", PlasticSAC, SAC, "MlpPolicy", short_pendulum, OFF_POLICY_SMALL, 100, ("policy", "actor", "critic", "critic_target")
+    ),  # fmt: skip
+    AgentCase(
+        "sac-cnn",
+        PlasticSAC,
+        SAC,
+        "CnnPolicy",
+        lambda: TinyImageEnv(continuous=True),
+        dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4),
+        60,
+        ("policy", "actor", "critic", "critic_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "td3-mlp",
+        PlasticTD3,
+        TD3,
+        "MlpPolicy",
+        short_pendulum,
+        dict(OFF_POLICY_SMALL, policy_delay=1),
+        100,
+        ("policy", "actor", "actor_target", "critic", "critic_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "td3-cnn",
+        PlasticTD3,
+        TD3,
+        "CnnPolicy",
+        lambda: TinyImageEnv(continuous=True),
+        dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4),
+        60,
+        ("policy", "actor", "critic"),
+    ),  # fmt: skip
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
 # (tests/test_agent_interventions.py).

@@ -10,6 +10,7 @@ from stable_baselines3 import A2C, PPO
 
 from plastic_rl import checkpoints
 from plastic_rl.agents import registry
+
 from helpers import AGENT_CASES
 
 cases = pytest.mark.parametrize("case", AGENT_CASES, ids=[c.id for c in AGENT_CASES])

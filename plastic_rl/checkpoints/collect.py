@@ -98,9 +98,12 @@ def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs
     try:
         space = model.observation_space
         if not _same_space(venv.observation_space, space):
-            raise fail(where, f"env {env_id!r} gives observations {_describe_space(venv.observation_space)}, the "
-                              f"checkpoint expects {_describe_space(space)} (trained with wrappers such as frame "
-                              "stacking or Atari preprocessing?); collect them yourself and pass --obs FILE.npy")
+            raise fail(
+                where,
+                f"env {env_id!r} gives observations {_describe_space(venv.observation_space)}, the "
+                f"checkpoint expects {_describe_space(space)} (trained with wrappers such as frame "
+                "stacking or Atari preprocessing?); collect them yourself and pass --obs FILE.npy",
+            )
         obs = venv.reset()
         batches = []
         with warnings.catch_warnings():
@@ -122,6 +125,10 @@ def _same_space(a, b) -> bool:
     import gymnasium as gym
 
     if isinstance(a, gym.spaces.Dict) or isinstance(b, gym.spaces.Dict):
-        return (isinstance(a, gym.spaces.Dict) and isinstance(b, gym.spaces.Dict) and a.spaces.keys() == b.spaces.keys()
-                and all(_same_space(a[k], b[k]) for k in a.spaces))
+        return (
+            isinstance(a, gym.spaces.Dict)
+            and isinstance(b, gym.spaces.Dict)
+            and a.spaces.keys() == b.spaces.keys()
+            and all(_same_space(a[k], b[k]) for k in a.spaces)
+        )
     return type(a) is type(b) and a.shape == b.shape and getattr(a, "n", None) == getattr(b, "n", None)

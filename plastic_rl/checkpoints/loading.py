@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from plastic_rl.agents import registry
 from plastic_rl.checkpoints.zips import Algo, Checkpoint, fail
+
 
 def load(ckpt: Checkpoint) -> Any:
     """The algorithm's own ``load`` on the CPU, env-less, with a one-transition replay buffer."""

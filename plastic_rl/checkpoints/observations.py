@@ -7,6 +7,7 @@ from typing import Any
 
 from plastic_rl.checkpoints.zips import ZIP_MAGIC, fail
 
+
 def _describe_space(space) -> str:
     import gymnasium as gym
 
@@ -27,8 +28,11 @@ def _fit_array(array, space, where: Path, key: str = "") -> Any:
         if len(got) == 4 and _channels_first_image(space) and got[1:] == (shape[1], shape[2], shape[0]):
             array = np.transpose(array, (0, 3, 1, 2))
         else:
-            raise fail(where, f"observations {label}of shape {got} do not fit the checkpoint's observation space "
-                              f"{_describe_space(space)}: expected (N, {', '.join(map(str, shape))})")
+            raise fail(
+                where,
+                f"observations {label}of shape {got} do not fit the checkpoint's observation space "
+                f"{_describe_space(space)}: expected (N, {', '.join(map(str, shape))})",
+            )
     if array.shape[0] == 0:
         raise fail(where, f"observations {label}are empty (0 rows)")
     return array
@@ -39,8 +43,14 @@ def _channels_first_image(space) -> bool:
     import gymnasium as gym
     import numpy as np
 
-    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-            and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)) and int(np.argmin(space.shape)) == 0)
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and bool(np.all(space.low == 0))
+        and bool(np.all(space.high == 255))
+        and int(np.argmin(space.shape)) == 0
+    )
 
 
 def load_obs(path: str | Path, space, n_obs: int) -> Any:

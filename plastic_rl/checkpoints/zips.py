@@ -104,8 +104,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     with _open_zip(path) as zf:
         names = set(zf.namelist())
         if "data" not in names and _inner_archive(zf):
-            raise fail(path, "truncated or corrupt zip archive (its end is missing: the only directory found "
-                             "belongs to an archive stored inside it)")
+            raise fail(
+                path,
+                "truncated or corrupt zip archive (its end is missing: the only directory found belongs to an archive stored inside it)",
+            )
         if "data" not in names:
             raise fail(path, "not an SB3 checkpoint: the zip has no 'data' entry")
         try:
@@ -123,8 +125,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         found = _pickled_global(data.get("policy_class"))
         module, name = found if found else (str((data.get("policy_class") or {}).get("__module__", "?")), "?")
         if module == "sb3_contrib.common.recurrent.policies":
-            raise fail(path, f"RecurrentPPO checkpoints are not supported (policy class {module}.{name}: the LSTM "
-                             "state makes layer activations depend on the episode history)")
+            raise fail(
+                path,
+                f"RecurrentPPO checkpoints are not supported (policy class {module}.{name}: the LSTM "
+                "state makes layer activations depend on the episode history)",
+            )
         algo = registry.identify(data, module, name, lambda: _policy_keys(zf, path))
         recorded = data.get(registry.CLASS_KEY)
     if algo is None and isinstance(recorded, str):
@@ -132,8 +137,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if algo is None:
         raise fail(path, f"unknown algorithm: policy class {module}.{name} is none of the supported ones ({SUPPORTED})")
     env_id = data.get("env_id")
-    return Checkpoint(path, data, step, algo, f"{module}.{name}", env_id if isinstance(env_id, str) else None,
-                      params_crc)
+    return Checkpoint(path, data, step, algo, f"{module}.{name}", env_id if isinstance(env_id, str) else None, params_crc)
 
 
 def _pickle_strings(raw: bytes) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from plastic_rl import checkpoints as ckpts
 from plastic_rl.diagnose.measuring import diagnose
@@ -15,17 +15,24 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m plastic_rl.diagnose",
         description=f"Plasticity diagnostics of SB3 checkpoints ({ckpts.SUPPORTED}). A folder is a time series of its "
-                    "checkpoints, ordered by training step.",
+        "checkpoints, ordered by training step.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint zip or run folder (searched recursively)")
-    p.add_argument("--env", help="env id to collect observations in, made as training makes it: envpool's where it has the id, else "
-                                 "gymnasium's (default: the id the "
-                                 "checkpoint records; 'module:Id' imports module first)")
+    p.add_argument(
+        "--env",
+        help="env id to collect observations in, made as training makes it: envpool's where it has the id, else "
+        "gymnasium's (default: the id the "
+        "checkpoint records; 'module:Id' imports module first)",
+    )
     p.add_argument("--obs", metavar="FILE", help=".npy (or .npz per Dict key) of observations, instead of collecting")
     p.add_argument("--n-obs", type=int, default=2048, help="observations per batch (default 2048)")
     p.add_argument("--seed", type=int, default=0, help="env seed of the collection (default 0)")
-    p.add_argument("--obs-from", choices=("first", "last"), default="first",
-                   help="which checkpoint of a series collects the batch and gives critics their actions (default first)")
+    p.add_argument(
+        "--obs-from",
+        choices=("first", "last"),
+        default="first",
+        help="which checkpoint of a series collects the batch and gives critics their actions (default first)",
+    )
     p.add_argument("--tau", type=float, default=0.025, help="dormant threshold (default 0.025)")
     p.add_argument("--delta", type=float, default=0.01, help="srank delta (default 0.01)")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
@@ -33,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="write PNG plots of each series (one per metric family)")
     p.add_argument("--tensorboard", metavar="DIR", help="write the metrics as TensorBoard scalars at their training steps")
     p.add_argument("--save-obs", metavar="FILE", help="save the observation batch (.npy; .npz for Dict spaces)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a shared machine more threads mostly contend; 0: torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared machine more threads mostly contend; 0: torch's default)",
+    )
     p.add_argument("--layers", action="store_true", default=None, help="print the per-layer table of every checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables on stdout")
     p.add_argument("--traceback", action="store_true", help="show the traceback of an error")
@@ -100,9 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.n_obs < 1:
             raise ValueError(f"--n-obs {args.n_obs}: must be at least 1")
-        rows = diagnose(args.paths, env=args.env, obs=args.obs, n_obs=args.n_obs, seed=args.seed, tau=args.tau,
-                        delta=args.delta, obs_from=args.obs_from, save_obs=args.save_obs, log=log,
-                        _before_load=lambda: _cli_setup(args.threads))
+        rows = diagnose(
+            args.paths,
+            env=args.env,
+            obs=args.obs,
+            n_obs=args.n_obs,
+            seed=args.seed,
+            tau=args.tau,
+            delta=args.delta,
+            obs_from=args.obs_from,
+            save_obs=args.save_obs,
+            log=log,
+            _before_load=lambda: _cli_setup(args.threads),
+        )
         if not args.quiet:
             make_output_format("table", layers=args.layers).write(rows)
         for fmt, target in (("json", args.json), ("csv", args.csv)):
@@ -128,8 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.traceback:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)",
-              file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)", file=sys.stderr)
         return 1
     return 0
-

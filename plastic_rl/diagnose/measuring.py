@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from plastic_rl import checkpoints as ckpts
 from plastic_rl.checkpoints import Checkpoint, fail
@@ -18,8 +19,10 @@ def _weights(module) -> dict[str, Any]:
 
     from plastic_rl import layers
 
-    return {name: torch.cat([p.detach().reshape(-1).double().cpu() for p in layers.layer_params(layer)])
-            for name, layer in layers.iter_weight_layers(module)}
+    return {
+        name: torch.cat([p.detach().reshape(-1).double().cpu() for p in layers.layer_params(layer)])
+        for name, layer in layers.iter_weight_layers(module)
+    }
 
 
 def _param_elr(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
@@ -44,10 +47,21 @@ def _ratio(d2: float, p2: float) -> float:
     return math.sqrt(d2 / p2)
 
 
-def diagnose(path_or_paths: str | os.PathLike | Sequence[str | os.PathLike], env: str | None = None, obs: Any = None,
-             n_obs: int = 2048, seed: int = 0, *, tau: float = 0.025, delta: float = 0.01, obs_from: str = "first",
-             n_envs: int = ckpts.N_ENVS, save_obs: str | os.PathLike | None = None, log=None,
-             _before_load=None) -> list[dict[str, Any]]:
+def diagnose(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    env: str | None = None,
+    obs: Any = None,
+    n_obs: int = 2048,
+    seed: int = 0,
+    *,
+    tau: float = 0.025,
+    delta: float = 0.01,
+    obs_from: str = "first",
+    n_envs: int = ckpts.N_ENVS,
+    save_obs: str | os.PathLike | None = None,
+    log=None,
+    _before_load=None,
+) -> list[dict[str, Any]]:
     """Diagnose checkpoints; one row per checkpoint x network, ordered by series, step, network.
 
     ``path_or_paths``: checkpoint zips and/or run folders (see the module docstring for series).
@@ -83,8 +97,11 @@ def diagnose(path_or_paths: str | os.PathLike | Sequence[str | os.PathLike], env
             batch = ckpts.collect_obs(ref_model, env_id, n_obs, seed, ref.path, n_envs)
             source = f"{env_id} seed {seed} by {ref.path.name}"
         elif batch is None:
-            batch = (ckpts.load_obs(obs, ref_model.observation_space, n_obs) if isinstance(obs, (str, os.PathLike))
-                     else ckpts.fit_obs(obs, ref_model.observation_space, "obs", n_obs))
+            batch = (
+                ckpts.load_obs(obs, ref_model.observation_space, n_obs)
+                if isinstance(obs, (str, os.PathLike))
+                else ckpts.fit_obs(obs, ref_model.observation_space, "obs", n_obs)
+            )
         if obs is not None:
             source = str(obs) if isinstance(obs, (str, os.PathLike)) else "array"
         if save_obs is not None:
@@ -102,8 +119,15 @@ def diagnose(path_or_paths: str | os.PathLike | Sequence[str | os.PathLike], env
             inputs = {"observations": obs_t, "actions": actions} if ckpt.algo.needs_actions else obs_t
             measured = 0
             for name, module, forward in ckpts.networks(model, ckpt.algo):
-                row: dict[str, Any] = {"series": label, "checkpoint": str(ckpt.path), "step": ckpt.step,
-                                       "algorithm": ckpt.algo.name, "network": name, "n_obs": count, "observations": source}
+                row: dict[str, Any] = {
+                    "series": label,
+                    "checkpoint": str(ckpt.path),
+                    "step": ckpt.step,
+                    "algorithm": ckpt.algo.name,
+                    "network": name,
+                    "n_obs": count,
+                    "observations": source,
+                }
                 try:
                     row.update(diagnostics.measure(module, inputs, tau=tau, delta=delta, forward=forward))
                 except ValueError as exc:  # e.g. a linear policy: no activation to diagnose

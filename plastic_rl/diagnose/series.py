@@ -4,8 +4,9 @@ the observation source before anything loads."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from plastic_rl import checkpoints as ckpts
 from plastic_rl.checkpoints import Checkpoint, fail
@@ -67,8 +68,10 @@ def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, o
     if obs is None:
         env_id = env or ref.env_id
         if env_id is None:
-            raise fail(ref.path, f"this {ref.algo.name} checkpoint records no env id (vanilla SB3 checkpoints never do): "
-                                 "pass --env ID or --obs FILE.npy")
+            raise fail(
+                ref.path,
+                f"this {ref.algo.name} checkpoint records no env id (vanilla SB3 checkpoints never do): pass --env ID or --obs FILE.npy",
+            )
         ckpts.check_env(env_id, ref.path)
         return env_id, None
     space = ref.observation_space()

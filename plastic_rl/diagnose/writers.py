@@ -18,7 +18,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from plastic_rl.diagnostics.table import FAMILIES, METRIC, METRICS as _TABLE
+from plastic_rl.diagnostics.table import FAMILIES, METRIC
+from plastic_rl.diagnostics.table import METRICS as _TABLE
 
 ID_KEYS = ("series", "checkpoint", "step", "algorithm", "network", "n_obs", "observations")
 METRICS: tuple[str, ...] = tuple(m.name for m in _TABLE)  # aggregate metrics in display order
@@ -32,7 +33,7 @@ class RowWriter(ABC):
     def write(self, rows: list[dict]) -> list[Path]:
         """Write the rows; returns the files or folders written (nothing for the console)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, like SB3's KVWriter.close
         """Release what the writer holds (files are written whole by ``write``: nothing by default)."""
 
 
@@ -42,8 +43,12 @@ def _columns(rows: list[dict]) -> list[str]:
     for row in rows:
         keys.update(dict.fromkeys(row))
     layered = [k for k in keys if "/" in k]
-    return ([k for k in ID_KEYS if k in keys] + [m for m in METRICS if m in keys]
-            + [k for k in keys if k not in ID_KEYS and k not in METRICS and k not in layered] + layered)
+    return (
+        [k for k in ID_KEYS if k in keys]
+        + [m for m in METRICS if m in keys]
+        + [k for k in keys if k not in ID_KEYS and k not in METRICS and k not in layered]
+        + layered
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -195,8 +200,7 @@ class TableOutputFormat(RowWriter):
         metrics = [m for m in METRICS if any(m in r for r in rows)]
         for label in dict.fromkeys(r["series"] for r in rows):
             members = [r for r in rows if r["series"] == label]
-            table = Table(title=f"{label}  ({members[0]['n_obs']} observations: {members[0]['observations']})",
-                          title_justify="left")
+            table = Table(title=f"{label}  ({members[0]['n_obs']} observations: {members[0]['observations']})", title_justify="left")
             table.add_column("checkpoint", no_wrap=True)
             table.add_column("step", justify="right")
             table.add_column("network", no_wrap=True)

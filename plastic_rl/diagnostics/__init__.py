@@ -54,7 +54,6 @@ diagnostics share names; any other activation is named after itself. A module th
 once in the forward gets ``#1``, ``#2``, ... on its later calls.
 """
 
-
 from __future__ import annotations
 
 import importlib

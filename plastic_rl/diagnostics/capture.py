@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,9 @@ def _convert_inputs(inputs: Any, device, dtype) -> Any:
 
 def _tensor_leaves(inputs: Any) -> list[tuple[str, torch.Tensor]]:
     if isinstance(inputs, Mapping):
-        return [(f"{k}.{n}" if n else str(k), t) for k, v in sorted(inputs.items(), key=lambda kv: str(kv[0]))
-                for n, t in _tensor_leaves(v)]
+        return [
+            (f"{k}.{n}" if n else str(k), t) for k, v in sorted(inputs.items(), key=lambda kv: str(kv[0])) for n, t in _tensor_leaves(v)
+        ]
     if isinstance(inputs, (list, tuple)):
         return [(f"{i}.{n}" if n else str(i), t) for i, v in enumerate(inputs) for n, t in _tensor_leaves(v)]
     return [("", inputs)] if isinstance(inputs, torch.Tensor) else []
@@ -135,8 +137,10 @@ def _capture(model: nn.Module, inputs: Any, forward: Forward | None) -> tuple[li
             m.training = training
 
     if not order:
-        raise ValueError(f"no activation module fired during the forward of model {type(model).__name__}; "
-                         "pass forward=callable(model, inputs) that runs the layers to diagnose")
+        raise ValueError(
+            f"no activation module fired during the forward of model {type(model).__name__}; "
+            "pass forward=callable(model, inputs) that runs the layers to diagnose"
+        )
 
     captures: list[_Capture] = []
     for name, module in order:

@@ -28,12 +28,10 @@ from plastic_rl.diagnostics.metrics import (
 )
 from plastic_rl.diagnostics.table import METRIC, METRICS
 
-
 # -- measure ----------------------------------------
 
 
-def measure(model: nn.Module, inputs: Any, tau: float = 0.025, delta: float = 0.01, *,
-            forward: Forward | None = None) -> dict[str, float]:
+def measure(model: nn.Module, inputs: Any, tau: float = 0.025, delta: float = 0.01, *, forward: Forward | None = None) -> dict[str, float]:
     """Every diagnostic of the module docstring, per layer (``"<metric>/<layer>"``) and aggregated.
 
     One forward pass ``forward(model, inputs)`` (default ``model(inputs)``) in eval mode under no_grad;
