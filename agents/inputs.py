@@ -34,7 +34,7 @@ def replay_batch(buffer, count: int, keys: tuple[str, ...] = ("observations",)) 
     """The most recent ``count`` transitions of a replay buffer, by position (no sampling)."""
     if buffer is None or not (buffer.full or buffer.pos):
         return None
-    out = {}
+    out: dict[str, Any] = {}
     for key in keys:
         array = getattr(buffer, key)
         if isinstance(array, dict):

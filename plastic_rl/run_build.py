@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from plastic_rl.run_plan import EVALUATIONS, Plan
 from plastic_rl.tools.config import fail
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 
 def linear(value: Any) -> Any:
@@ -61,17 +65,17 @@ def with_action_noise(kwargs: dict[str, Any], action_space) -> dict[str, Any]:
 
 
 def agent_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = OmegaConf.to_container(cfg.agent.kwargs, resolve=True) or {}
+    kwargs = cast(dict[str, Any], OmegaConf.to_container(cfg.agent.kwargs, resolve=True) or {})  # a YAML mapping
     return resolve_classes({key: linear(value) for key, value in kwargs.items()})
 
 
 def make_env(cfg: DictConfig, n_envs: int, seed: int, evaluation: bool):
     from plastic_rl import envs
 
-    factory = getattr(envs, cfg.env.factory, None)
+    factory: Any = getattr(envs, cfg.env.factory, None)  # None: fail() below exits
     if factory is None:
         fail(f"env.factory={cfg.env.factory!r} is not in plastic_rl.envs")
-    kwargs = OmegaConf.to_container(cfg.env.eval_kwargs if evaluation else cfg.env.kwargs, resolve=True) or {}
+    kwargs = cast(dict[str, Any], OmegaConf.to_container(cfg.env.eval_kwargs if evaluation else cfg.env.kwargs, resolve=True) or {})
     try:
         return factory(cfg.env.id, n_envs=n_envs, seed=seed, **kwargs)
     except ValueError as exc:  # an unknown id names close matches
@@ -96,7 +100,7 @@ def new_model(cfg: DictConfig, algorithm: type, env, run_dir: Path):
         fail(f"agent={cfg.agent.name} on env={cfg.env.name} ({cfg.env.id}): {exc}")
 
 
-def loaded_model(cfg: DictConfig, algorithm: type, checkpoint: Path, env, saved_env):
+def loaded_model(cfg: DictConfig, algorithm: type[BaseAlgorithm], checkpoint: Path, env, saved_env):
     """The checkpoint's agent on ``saved_env`` (the env as it was, episodes mid-way), else on ``env`` reset."""
     try:
         if saved_env is not None:
@@ -108,7 +112,7 @@ def loaded_model(cfg: DictConfig, algorithm: type, checkpoint: Path, env, saved_
         fail(f"resume: cannot load {checkpoint}: {exc}")
     buffer = checkpoint.with_name(checkpoint.stem + "_replay_buffer.pkl")
     if buffer.exists():
-        model.load_replay_buffer(buffer)
+        cast("OffPolicyAlgorithm", model).load_replay_buffer(buffer)  # only off-policy agents save one
     if saved_env is None and hasattr(env, "seek"):  # a task sequence picks up its switch schedule where the run stopped
         env.seek(model.num_timesteps)
     return model

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -91,9 +91,10 @@ def saved_config(run_dir: Path) -> DictConfig | None:
     if not path.is_file():
         return None
     try:
-        return OmegaConf.load(path)
+        saved = OmegaConf.load(path)
     except Exception as exc:  # a YAML error: name the file, keep the line
         fail(f"{path}: cannot read the run's config ({type(exc).__name__}: {exc})")
+    return cast(DictConfig, saved)  # Hydra writes the job's config: a mapping
 
 
 def keep_config(cfg: DictConfig, saved: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
@@ -109,7 +110,7 @@ def keep_config(cfg: DictConfig, saved: DictConfig, overrides: list[str], run_di
             fail(f"resume: {override.input_line} differs from the config {run_dir} was started with ({run_dir}/.hydra/"
                  "config.yaml): a resumed run keeps its config; to change it, start another run_name= from one of its "
                  f"checkpoints (resume={run_dir}/checkpoints/step_N.zip)")  # fmt: skip
-    return OmegaConf.merge(saved, {key: cfg[key] for key in RUNTIME_KEYS}, {"resume": cfg.resume})
+    return cast(DictConfig, OmegaConf.merge(saved, {key: cfg[key] for key in RUNTIME_KEYS}, {"resume": cfg.resume}))
 
 
 def plan(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Plan:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -171,7 +171,7 @@ def hydra_files(cfg: DictConfig) -> dict[str, str]:
     """What Hydra would write to ``.hydra/``: the config (resolved here), Hydra's config and the overrides."""
     from hydra.core.hydra_config import HydraConfig
 
-    hydra_cfg = HydraConfig.instance().cfg
+    hydra_cfg = cast(DictConfig, HydraConfig.instance().cfg)  # set while Hydra runs the task: the whole config
     return {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True), "hydra.yaml": OmegaConf.to_yaml(hydra_cfg),
             "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)}  # fmt: skip
 

@@ -73,10 +73,10 @@ def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_e
 
 def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path):
     from stable_baselines3.common.base_class import BaseAlgorithm
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
     if env_backend(env_id, where) == "gymnasium":
-        venv = DummyVecEnv([lambda: make_env(env_id, where)] * n_envs)
+        venv: VecEnv = DummyVecEnv([lambda: make_env(env_id, where)] * n_envs)
     else:
         try:
             from plastic_rl.envs import make_vec_env
@@ -105,7 +105,7 @@ def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs
                 "stacking or Atari preprocessing?); collect them yourself and pass --obs FILE.npy",
             )
         obs = venv.reset()
-        batches = []
+        batches: list[Any] = []  # arrays, or dicts of arrays for a Dict space
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(math.ceil(n_obs / n_envs)):
@@ -114,6 +114,7 @@ def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs
                 obs, _, _, _ = venv.step(action)
     finally:
         venv.close()
+    stacked: dict[str, np.ndarray] | np.ndarray
     if isinstance(batches[0], dict):
         stacked = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     else:

@@ -19,7 +19,7 @@ def load(ckpt: Checkpoint) -> Any:
     except ImportError as exc:
         raise fail(ckpt.path, f"a {algo.name} checkpoint needs the {algo.module.split('.')[0].replace('_', '-')} package ({exc})") from None
     const = lambda _: 0.0  # noqa: E731 -- schedules play no part in a forward pass
-    custom = {k: v for k, v in (("learning_rate", 0.0), ("lr_schedule", const), ("clip_range", const)) if k in ckpt.data}
+    custom: dict[str, Any] = {k: v for k, v in (("learning_rate", 0.0), ("lr_schedule", const), ("clip_range", const)) if k in ckpt.data}
     if registry.ACTOR_CRITIC_TOPS <= algo.structure and "policy_kwargs" in ckpt.data:
         # Orthogonal init of a NatureCNN is a QR per layer (~2 s); the loaded parameters overwrite it anyway.
         from stable_baselines3.common.save_util import json_to_data

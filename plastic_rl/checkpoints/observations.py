@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def _channels_first_image(space) -> bool:
     )
 
 
-def load_obs(path: str | Path, space, n_obs: int) -> Any:
+def load_obs(path: str | os.PathLike, space, n_obs: int) -> Any:
     """The first ``n_obs`` rows of a ``.npy`` (or ``.npz`` with one array per key of a Dict space)."""
     import gymnasium as gym
     import numpy as np

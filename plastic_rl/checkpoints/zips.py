@@ -15,13 +15,13 @@ import pickletools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from plastic_rl.agents import registry
 
 ZIP_MAGIC = b"PK\x03\x04"
 TEMPORARY_PREFIX = ".tmp_"  # a file being written (renamed once complete): never a checkpoint
-Algo = registry.Algo
+Algo: TypeAlias = registry.Algo  # an alias (not a variable), so annotations can use it
 ALGOS = registry.ALGOS
 SUPPORTED = registry.SUPPORTED
 
@@ -40,7 +40,7 @@ def _pickled_global(entry: Any) -> tuple[str, str] | None:
         strings: list[str] = []
         for op, arg, _ in pickletools.genops(raw):
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
+                strings.append(cast(str, arg))  # these opcodes' argument is the string
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 return strings[-2], strings[-1]
             elif op.name == "GLOBAL":

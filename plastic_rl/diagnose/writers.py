@@ -15,6 +15,7 @@ import math
 import re
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,7 @@ def _layer_table(console, row: dict) -> None:
     console.print(table)
 
 
-FORMATS: dict[str, type[RowWriter]] = {"json": JSONOutputFormat, "csv": CSVOutputFormat, "plots": PlotOutputFormat,
+FORMATS: dict[str, Callable[..., RowWriter]] = {"json": JSONOutputFormat, "csv": CSVOutputFormat, "plots": PlotOutputFormat,
                                        "tensorboard": TensorBoardOutputFormat, "table": TableOutputFormat}  # fmt: skip
 
 

@@ -145,10 +145,10 @@ def _capture(model: nn.Module, inputs: Any, forward: Forward | None) -> tuple[li
     captures: list[_Capture] = []
     for name, module in order:
         outs = calls[id(module)]
-        block = blocks.get(id(module))
+        owner = blocks.get(id(module))
         family = layers.activation_family(module)
-        base = block.name if block is not None else name
-        layer = block.layer if block is not None else None
+        base = owner.name if owner is not None else name
+        layer = owner.layer if owner is not None else None
         for k, out in enumerate(outs):
             key = base if k == 0 else f"{base}#{k}"
             captures.append(_Capture(key, module, family, layer, k == 0, _units_layout(out, layer)))
