@@ -21,7 +21,7 @@ torch's default; the ``"none"`` preset never changes it, so it stays identical t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from stable_baselines3.common.policies import (
@@ -41,6 +41,19 @@ from torch import nn
 
 from plastic_rl.layers import architecture, architecture_mismatch, iter_blocks
 from plastic_rl.norm import insert_norm
+
+# mypy sees each mixin below as a subclass of the SB3 classes it is mixed into, so that their attributes
+# and super() calls type-check; at run time the mixins extend only each other (the bases are unchanged).
+if TYPE_CHECKING:
+    from stable_baselines3.common.policies import BaseModel, BasePolicy
+    from stable_baselines3.common.type_aliases import Schedule
+
+    _ModelBase = BaseModel
+
+    class _PolicyBase(BasePolicy):
+        def _build(self, lr_schedule: Schedule) -> None: ...  # every SB3 policy has one; BasePolicy does not
+else:
+    _ModelBase = object
 
 FUSED_DEFAULT = (torch.optim.Adam, torch.optim.AdamW)  # fused on CPU and CUDA in torch >= 2.4
 _IMPLEMENTATION_KEYS = ("fused", "foreach", "differentiable")
@@ -73,7 +86,7 @@ def norm_parameters(norm: str | None, affine: bool) -> dict[str, Any]:
     return {} if norm is None else {"norm": norm, "norm_affine": affine}
 
 
-class ArchitectureChecked:
+class ArchitectureChecked(_ModelBase):
     """Mixin for SB3 ``BaseModel``s: ``save`` stores the architecture, ``load`` fails loudly on a mismatch."""
 
     def save(self, path: str) -> None:
@@ -98,7 +111,14 @@ class ArchitectureChecked:
         return model
 
 
-class NormalizedPolicy(ArchitectureChecked):
+if TYPE_CHECKING:
+
+    class _NormalizedPolicyBase(ArchitectureChecked, _PolicyBase): ...
+else:
+    _NormalizedPolicyBase = ArchitectureChecked
+
+
+class NormalizedPolicy(_NormalizedPolicyBase):
     """Mixin for SB3 policies: the ``norm`` keyword, saved with the policy's constructor parameters."""
 
     norm: str | None
@@ -143,7 +163,14 @@ class NormalizedNetwork(ArchitectureChecked):
 
 
 # -- PPO: one policy, normalized where SB3 builds its MLP branches -----------------------------------
-class _ActorCriticNorm(NormalizedPolicy):
+if TYPE_CHECKING:
+
+    class _ActorCriticNormBase(NormalizedPolicy, ActorCriticPolicy): ...
+else:
+    _ActorCriticNormBase = NormalizedPolicy
+
+
+class _ActorCriticNorm(_ActorCriticNormBase):
     def _build_mlp_extractor(self) -> None:
         super()._build_mlp_extractor()
         extractors = (
@@ -171,6 +198,8 @@ class PlasticQNetwork(NormalizedNetwork, QNetwork):
 
 
 class _QNetworkNorm(NormalizedPolicy):
+    net_args: dict[str, Any]  # set by DQNPolicy.__init__
+
     def make_q_net(self) -> PlasticQNetwork:
         # SB3's DQNPolicy.make_q_net with our class: called for the online and the target network alike
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
@@ -222,6 +251,9 @@ class PlasticContinuousCritic(NormalizedNetwork, ContinuousCritic):
 
 
 class _ActorCriticContinuousNorm(NormalizedPolicy):
+    actor_kwargs: dict[str, Any]  # set by SACPolicy.__init__
+    critic_kwargs: dict[str, Any]
+
     # SB3's SACPolicy.make_actor / make_critic with our classes (the critic target too)
     def make_actor(self, features_extractor=None) -> PlasticActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
