@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 from stable_baselines3.common.preprocessing import is_image_space
@@ -23,6 +23,21 @@ from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
 from plastic_rl.agents.policies import NormalizedPolicy
 from plastic_rl.layers import architecture, architecture_mismatch
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    class _AlgorithmBase(BaseAlgorithm):
+        """What PlasticMixin is mixed into, for mypy only: an SB3 algorithm (PPO, A2C, DQN, SAC, TD3), whose
+        concrete classes implement BaseAlgorithm's abstract methods and add ``train`` (and the on-policy
+        ones ``_maybe_recommend_cpu``, which only they call)."""
+
+        def _setup_model(self) -> None: ...
+        def learn(self, *args: Any, **kwargs: Any) -> Any: ...
+        def train(self, *args: Any, **kwargs: Any) -> None: ...
+        def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None: ...
+else:
+    _AlgorithmBase = object  # at run time PlasticMixin extends object, as SB3's algorithm follows it in the MRO
 
 
 def policy_for(observation_space: gym.Space) -> str:
@@ -77,7 +92,7 @@ HUMAN_FORMATS = ("stdout", "log")  # SB3's formats for people (logger.HumanOutpu
 CONSOLE_METRICS = ("lr_factor", "elr", "dormant_ratio", "dead_ratio", "saturated_ratio", "srank")
 
 
-class PlasticMixin:
+class PlasticMixin(_AlgorithmBase):
     """Mixed in before an SB3 algorithm class: ``class PlasticPPO(PlasticMixin, PPO)``."""
 
     plastic_policies: dict[str, type] = {}  # alias -> our policy class (replaces SB3's aliases)
@@ -171,7 +186,7 @@ class PlasticMixin:
         sb3_class = next(c for c in self.policy_class.__mro__ if c.__module__.startswith("stable_baselines3."))
         if sb3_class.__name__ == mlp_class_name:
             mlp_class_name = self.policy_class.__name__
-        super()._maybe_recommend_cpu(mlp_class_name)  # type: ignore[misc]
+        super()._maybe_recommend_cpu(mlp_class_name)
 
     # -- training --------------------------------------------------------------------------------
     def train(self, *args: Any, **kwargs: Any) -> None:

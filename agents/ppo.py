@@ -29,13 +29,17 @@ def sb3_actor_critic_init(policy) -> Callable[[nn.Module, str], None]:
         if policy.ortho_init and gain is not None and isinstance(module, (nn.Linear, nn.Conv2d)):
             policy.init_weights(module, gain=gain)
         else:
-            module.reset_parameters()
+            module.reset_parameters()  # type: ignore[operator]  # Module.__getattr__ says Tensor | Module; it is the layer's method
 
     return init
 
 
 class ActorCriticInit:
     """Mixin for on-policy agents: interventions re-initialize as SB3's actor-critic policy does."""
+
+    # The agent's policy (an ActorCriticPolicy for PPO and A2C). Any: each SB3 class types it its own way
+    # (BaseAlgorithm: BasePolicy, OnPolicyAlgorithm: ActorCriticPolicy) and a mixin's type must match them all.
+    policy: Any
 
     def _network_options(self, spec: NetworkSpec) -> dict[str, Any]:
         return {"init": sb3_actor_critic_init(self.policy)}
