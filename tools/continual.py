@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task_key = None if suite.sequence else "env.id"
     reference = suite.reference if suite.reference in arms else None  # without it: raw returns
     result = report.report([out / "runs"], out / "report", by=["arm"], reference=reference,
-                           baseline="none" if "none" in arms and suite.reference != "none" else None, reps=args.reps,
+                           baseline="none" if "none" in arms else None, reps=args.reps,
                            title=f"Continual RL: {suite.name}", task_key=task_key)  # fmt: skip
     lines = [f"# Continual RL: {suite.name}", "",
              f"Command: `python -m plastic_rl.tools.continual {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
