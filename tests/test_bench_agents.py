@@ -127,7 +127,7 @@ def test_elr_trace_shows_projection_holding_the_norm(capsys):
     out = capsys.readouterr().out
     assert "param_norm" not in out and "ELR" in out
     for arm in ("none", "nap"):
-        hidden = [r for r in rows if r["arm"] == arm and r["layer"] == "q_net.2"]
+        hidden = [r for r in rows if r["arm"] == arm and r["layer"] == "q_net.2" and r["algo"] == "dqn"]
         assert len(hidden) >= 2 and all(r["elr"] > 0 for r in hidden)
         first, last = hidden[0]["param_norm"], hidden[-1]["param_norm"]
         if arm == "nap":

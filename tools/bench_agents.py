@@ -614,12 +614,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.part == "compare":
         rows = compare(args)
     elif args.part == "elr-trace":
-        algo = args.algos[0]
-        rows = elr_trace(algo, args.arms, args.timesteps or 20_000, args.seeds[0])
-        print(f"# {algo} on {TASKS[algo].env}, seed {args.seeds[0]}: per layer, parameter norm and ELR (update norm / parameter norm)")
-        print(f"{'arm':<12} {'env step':>8} {'layer':<16} {'norm':>8} {'ELR':>9}")
-        for row in rows:
-            print(f"{row['arm']:<12} {row['step']:>8} {row['layer']:<16} {row['param_norm']:>8.2f} {row['elr']:>9.5f}")
+        for algo in args.algos:
+            trace = [{"algo": algo, **row} for row in elr_trace(algo, args.arms, args.timesteps or 20_000, args.seeds[0])]
+            rows += trace
+            print(f"# {algo} on {TASKS[algo].env}, seed {args.seeds[0]}: per layer, parameter norm and ELR (update norm / parameter norm)")
+            print(f"{'arm':<12} {'env step':>8} {'layer':<16} {'norm':>8} {'ELR':>9}")
+            for row in trace:
+                print(f"{row['arm']:<12} {row['step']:>8} {row['layer']:<16} {row['param_norm']:>8.2f} {row['elr']:>9.5f}")
     elif args.part == "gradstep":
         rows = gradstep(args.steps or 300)
         print(f"{'PPO gradient step, CartPole policy':<36} {'us':>7} {'x SB3':>6}")
