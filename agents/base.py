@@ -22,6 +22,7 @@ from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
 from plastic_rl.agents.policies import NormalizedPolicy
+from plastic_rl.env_ids import backend_of
 from plastic_rl.layers import architecture, architecture_mismatch
 
 if TYPE_CHECKING:
@@ -140,13 +141,16 @@ class PlasticMixin(_AlgorithmBase):
                 "norm": self.plasticity_config.norm,
                 "norm_affine": self.plasticity_config.affine,
             }
+        self.env_id: str | None = None  # saved with env_backend: diagnose re-creates the env (_record_env)
+        self.env_backend: str | None = None
         super().__init__(policy, env, *args, **kwargs)
-        self.env_id = env_id_of(env if isinstance(env, str) else self.env)  # saved: diagnose re-creates the env
         setattr(self, registry.CLASS_KEY, self.algo().name)  # saved: diagnose identifies the zip by it
 
     # -- building --------------------------------------------------------------------------------
     def _setup_model(self) -> None:
         super()._setup_model()
+        if self.env is not None:  # at construction, and in load(path, env=...) after SB3 restored the saved record
+            self._record_env(self.env)
         if self._policy_architecture is not None:  # restored from a saved zip by SB3's load()
             mismatch = architecture_mismatch(self._policy_architecture, architecture(self.policy))
             if mismatch:
@@ -155,6 +159,16 @@ class PlasticMixin(_AlgorithmBase):
         if self._plasticity_state is not None:  # restored from a saved zip by SB3's load()
             self.plasticity.load_state_dict(self._plasticity_state)
             self._plasticity_state = None
+
+    def _record_env(self, env: Any) -> None:
+        """Record the env id and backend the model trains on (saved in the zip), so that ``diagnose``
+        re-creates that env on that backend: the env given at construction, to ``load`` or to ``set_env``."""
+        self.env_id = env_id_of(env)
+        self.env_backend = backend_of(env) if self.env_id is not None else None
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        self._record_env(self.env)
 
     @classmethod
     def algo(cls) -> registry.Algo:

@@ -54,8 +54,11 @@ class EnvPoolVecEnv(VecEnv):
         ``max_episode_steps=...``, ``render_mode="rgb_array"``).
 
     Attributes: ``pool`` (the envpool object), ``last_info`` (envpool's batched info dict of the last
-    step, as envpool returned it, before the adapter's resets), ``env_id``, ``is_atari``.
+    step, as envpool returned it, before the adapter's resets), ``env_id``, ``is_atari``, ``env_backend``
+    (``"envpool"``: agents record it, so ``diagnose`` re-creates the env on the backend it was trained on).
     """
+
+    env_backend = "envpool"
 
     def __init__(self, env_id: str, n_envs: int = 8, seed: int | None = 0, episodic_life: bool = False, **envpool_kwargs: Any):
         resolve_backend(env_id, "envpool")  # ValueError with close matches for an unknown id

@@ -2,6 +2,8 @@
 
 from plastic_rl.env_ids import (  # noqa: F401 -- re-exported
     BACKENDS,
+    backend_of,
+    checkpoint_backend,
     close_matches,
     envpool_family,
     envpool_ids,

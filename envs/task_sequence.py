@@ -29,6 +29,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from plastic_rl.env_ids import backend_of
 from plastic_rl.envs.factory import make_vec_env
 from plastic_rl.envs.wrappers import CartPolePhysics, PermuteObservation
 
@@ -169,6 +170,11 @@ class TaskSequence(VecEnv):
         """The first task's env id, which agents save so that ``diagnose`` can re-create an env without
         flags; it makes that task's base env (no observation permutation, default physics)."""
         return self.task_ids[0]
+
+    @property
+    def env_backend(self) -> str | None:
+        """The backend that made the first task (``"envpool"`` or ``"gymnasium"``), recorded with ``env_id``."""
+        return backend_of(self.tasks[0])
 
     def reset(self) -> VecEnvObs:
         """Resets the current task's envs; the schedule (``num_timesteps``, ``task_index``) goes on."""

@@ -1,10 +1,11 @@
 """Which environment ids exist where: envpool's list, gymnasium's registry, close matches for typos.
 
 The one place that answers "is this id an envpool id?", "is it an envpool Atari game?", "which backend
-makes it?" (``resolve_backend``: envpool where it has the id, else gymnasium) and "what did the user
-probably mean?", so training (``make_vec_env``, the presets, ``TaskSequence``) and ``diagnose`` (which
-re-creates a checkpoint's env) agree. A core module: it imports neither SB3 nor torch, so diagnose
-checks an env id before loading anything heavy. ``plastic_rl.envs.registry`` re-exports it.
+makes it?" (``resolve_backend``: envpool where it has the id, else gymnasium), "which backend was a
+checkpoint trained on?" (``backend_of`` an env, ``checkpoint_backend``) and "what did the user probably
+mean?", so training (``make_vec_env``, the presets, ``TaskSequence``) and ``diagnose`` (which re-creates
+a checkpoint's env) agree. A core module: it imports neither SB3 nor torch, so diagnose checks an env id
+before loading anything heavy. ``plastic_rl.envs.registry`` re-exports it.
 """
 
 from __future__ import annotations
@@ -69,14 +70,16 @@ def unknown_id_error(env_id: str, where: str = "envpool or gymnasium") -> ValueE
 
 
 def resolve_backend(env_id: str, backend: str = "auto") -> str:
-    """``"envpool"`` or ``"gymnasium"`` for ``env_id``; ValueError for a bad backend or an unknown id."""
+    """``"envpool"`` or ``"gymnasium"`` for ``env_id``; ValueError for a bad backend or an unknown id.
+
+    ``"auto"`` is training's rule: envpool where it has the id, else gymnasium. ``"gymnasium"`` never
+    imports envpool (about a second here: it loads every env family)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is unknown; accepted: {', '.join(BACKENDS)}")
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a string, not {type(env_id).__name__}")
-    in_envpool = env_id in envpool_ids()
     if backend == "envpool":
-        if not in_envpool:
+        if env_id not in envpool_ids():
             if not envpool_ids():
                 raise ValueError("backend='envpool' but envpool is not installed (it is Linux-only): use backend='gymnasium'")
             raise unknown_id_error(env_id, "envpool")
@@ -87,8 +90,41 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
         if not in_gymnasium:
             raise unknown_id_error(env_id, "gymnasium's registry")
         return "gymnasium"
-    if in_envpool:
+    if env_id in envpool_ids():
         return "envpool"
     if in_gymnasium:
         return "gymnasium"
     raise unknown_id_error(env_id)
+
+
+def checkpoint_backend(env_id: str, recorded: str | None = None) -> str:
+    """The backend that re-creates the env a checkpoint was trained on, so it is diagnosed on that env.
+
+    ``recorded``: the backend the checkpoint records (plastic_rl's agents save ``env_backend``, from the
+    env they were trained on: ``backend_of``). A checkpoint that records none (SB3's own zips; plastic_rl's
+    from before the record) was made the SB3 way, on gymnasium: gymnasium where it has the id, else
+    envpool (an envpool-only id such as ``Pong-v5`` was trained on ``plastic_rl.envs``).
+    """
+    if recorded is not None:
+        return resolve_backend(env_id, recorded)
+    if env_id in gymnasium_ids() or ":" in env_id:
+        return "gymnasium"
+    return resolve_backend(env_id)
+
+
+def backend_of(env: object) -> str | None:
+    """``"envpool"`` or ``"gymnasium"``: the backend that made ``env`` (a gymnasium env, an SB3 VecEnv, or
+    a wrapper of either), or None if it cannot tell (an env with no registered id).
+
+    plastic_rl's envpool adapter and task sequences say so in an ``env_backend`` attribute (SB3's VecEnv
+    wrappers pass attribute reads through); any other env with a gymnasium spec was made by gymnasium.
+    """
+    said = getattr(env, "env_backend", None)
+    if isinstance(said, str):
+        return said
+    get_attr = getattr(env, "get_attr", None)  # an SB3 VecEnv: ask its first env
+    try:
+        spec = get_attr("spec", indices=[0])[0] if callable(get_attr) else getattr(env, "spec", None)
+    except (AttributeError, IndexError):
+        return None
+    return "gymnasium" if isinstance(getattr(spec, "id", None), str) else None

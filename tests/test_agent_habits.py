@@ -129,6 +129,29 @@ def test_loading_into_a_different_architecture_fails_loudly(tmp_path, case):
         case.plastic.load(tmp_path / "algo.zip", custom_objects={"policy_kwargs": policy_kwargs})
 
 
+@cases
+def test_the_zip_records_the_env_and_backend_last_trained_on(tmp_path, case):
+    """``diagnose`` re-creates the env a zip records, on the backend it records: construction, ``set_env`` and
+    ``load(path, env=...)`` each update the record (a model moved to another env must not name the old one)."""
+    model = case.make("elr", seed=0)
+    spec = case.make_env().spec
+    if spec is None:  # TinyImageEnv: no registered id, nothing diagnose could re-create
+        assert (model.env_id, model.env_backend) == (None, None)
+        return
+    assert (model.env_id, model.env_backend) == (spec.id, "gymnasium")
+    envs = pytest.importorskip("plastic_rl.envs")
+    pool = envs.make_vec_env(spec.id, n_envs=1, seed=0, backend="envpool")
+    model.set_env(pool)
+    assert (model.env_id, model.env_backend) == (spec.id, "envpool")
+    model.save(tmp_path / "pool.zip")
+    assert case.plastic.load(tmp_path / "pool.zip").env_backend == "envpool"
+    loaded = case.plastic.load(tmp_path / "pool.zip", env=case.make_env())
+    assert (loaded.env_id, loaded.env_backend) == (spec.id, "gymnasium")
+    loaded.set_env(envs.make_vec_env(spec.id, n_envs=1, seed=0, backend="envpool"))
+    loaded.set_env(envs.make_vec_env(spec.id, n_envs=1, seed=0, backend="gymnasium"))
+    assert loaded.env_backend == "gymnasium"
+
+
 # -- logging ---------------------------------------------------------------------------------------
 FORMATS = ["stdout", "log", "csv", "json", "tensorboard"]
 

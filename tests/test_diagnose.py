@@ -411,19 +411,77 @@ def test_envpool_only_id_is_collected_through_plastic_rl_envs(tmp_path):
     assert "fau/features_extractor.cnn.0" in row
 
 
-# -- one env-backend rule ---------------------------------------------------------------------------------
+# -- one env-backend rule: a checkpoint is diagnosed on the backend it was trained on -----------------------
 def test_training_and_diagnose_pick_the_same_backend(tmp_path):
-    from plastic_rl.checkpoints import env_backend
+    """Training's env (``make_vec_env``: envpool first) is recorded in the zip, and diagnose makes that one."""
+    envs = pytest.importorskip("plastic_rl.envs")
+    from plastic_rl.checkpoints import read_checkpoint
     from plastic_rl.env_ids import envpool_ids, resolve_backend
-    from plastic_rl.envs import EnvPoolVecEnv, make_vec_env
 
-    venv = make_vec_env("CartPole-v1", n_envs=1, seed=0)  # what training makes
-    trained_on = "envpool" if isinstance(venv, EnvPoolVecEnv) else "gymnasium"
+    venv = envs.make_vec_env("CartPole-v1", n_envs=2, seed=0)  # what the training CLI makes
+    PlasticPPO("MlpPolicy", venv, **PPO_KW).save(tmp_path / "cli.zip")
     venv.close()
-    assert env_backend("CartPole-v1", tmp_path) == trained_on == resolve_backend("CartPole-v1")
+    trained_on = resolve_backend("CartPole-v1")
     assert trained_on == ("envpool" if "CartPole-v1" in envpool_ids() else "gymnasium")
+    assert read_checkpoint(tmp_path / "cli.zip").env_backend == trained_on
+    (row,) = diagnose(tmp_path / "cli.zip", n_obs=16, n_envs=2)
+    assert row["observations"] == f"CartPole-v1 seed 0 ({trained_on}) by cli.zip"
     assert "DiagnoseTinyImage-v0" not in envpool_ids()  # envpool lacks it: gymnasium makes it, in both
-    assert env_backend("DiagnoseTinyImage-v0", tmp_path) == resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"
+    assert resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"
+
+
+def test_a_gymnasium_trained_zip_is_diagnosed_on_gymnasium_and_backend_overrides(tmp_path):
+    """``PlasticPPO("CartPole-v1")`` trains on gymnasium (SB3 makes the env): diagnose makes gymnasium's CartPole,
+    also where envpool has the id; SB3's own zips record nothing and get gymnasium the same way."""
+    pytest.importorskip("envpool")
+    from plastic_rl.checkpoints import read_checkpoint
+
+    PlasticPPO("CartPole-v1", **PPO_KW).save(tmp_path / "api.zip")
+    PPO("MlpPolicy", "CartPole-v1", **PPO_KW).save(tmp_path / "sb3.zip")
+    assert read_checkpoint(tmp_path / "api.zip").env_backend == "gymnasium"
+    assert read_checkpoint(tmp_path / "sb3.zip").env_backend is None
+    (row,) = diagnose(tmp_path / "api.zip", n_obs=16, n_envs=2)
+    assert row["observations"] == "CartPole-v1 seed 0 (gymnasium) by api.zip"
+    (row,) = diagnose(tmp_path / "sb3.zip", env="CartPole-v1", n_obs=16, n_envs=2)
+    assert row["observations"] == "CartPole-v1 seed 0 (gymnasium) by sb3.zip"
+    for backend, made_by in (("auto", "envpool"), ("envpool", "envpool"), ("gymnasium", "gymnasium")):
+        (row,) = diagnose(tmp_path / "api.zip", n_obs=16, n_envs=2, backend=backend)
+        assert row["observations"] == f"CartPole-v1 seed 0 ({made_by}) by api.zip"
+    with pytest.raises(ValueError, match="backend='gym': use 'envpool', 'gymnasium', 'auto' or None"):
+        diagnose(tmp_path / "api.zip", backend="gym")
+    bad = subprocess.run(
+        [sys.executable, "-m", "plastic_rl.diagnose", str(tmp_path / "api.zip"), "--backend", "gym"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "invalid choice: 'gym'" in bad.stderr
+
+
+def test_diagnosing_a_gymnasium_trained_zip_never_imports_envpool(tmp_path):
+    """envpool's import costs about a second (every env family): a zip trained on gymnasium does without it."""
+    pytest.importorskip("envpool")
+    PlasticPPO("CartPole-v1", **PPO_KW).save(tmp_path / "api.zip")
+    code = (
+        "import sys; from plastic_rl.diagnose.cli import main; "
+        f"rc = main([{str(tmp_path / 'api.zip')!r}, '-q', '--n-obs', '16']); "
+        "print(rc, 'envpool' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "False"]
+
+
+def test_a_zip_trained_on_envpool_without_envpool_says_how_to_go_on(tmp_path, monkeypatch):
+    envs = pytest.importorskip("plastic_rl.envs")
+    import plastic_rl.env_ids as env_ids
+
+    venv = envs.make_vec_env("CartPole-v1", n_envs=1, seed=0, backend="envpool")
+    PlasticPPO("MlpPolicy", venv, **PPO_KW).save(tmp_path / "cli.zip")
+    venv.close()
+    monkeypatch.setattr(env_ids, "envpool_ids", lambda: frozenset())  # as on macOS, where envpool is not installed
+    with pytest.raises(
+        ValueError, match=r"cli.zip: env 'CartPole-v1' is to be made by envpool, which is not installed here.*--backend gymnasium"
+    ):
+        diagnose(tmp_path / "cli.zip", n_obs=16)
+    (row,) = diagnose(tmp_path / "cli.zip", n_obs=16, n_envs=2, backend="gymnasium")
+    assert row["observations"] == "CartPole-v1 seed 0 (gymnasium) by cli.zip"
 
 
 def test_writers_are_made_by_name_like_sb3s_logger(tmp_path):

@@ -37,6 +37,8 @@ from plastic_rl.envs import (
     physics_tasks,
 )
 
+from helpers import TinyImageEnv
+
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting")  # gymnasium on envpool's Box bounds
 
 
@@ -242,6 +244,19 @@ def test_make_vec_env_backends_and_errors():
         make_vec_env("CartPole-v1", n_envs=0)
 
 
+def test_checkpoint_backend_is_the_recorded_one_else_sb3s_gymnasium():
+    from plastic_rl.envs.registry import backend_of, checkpoint_backend
+
+    assert checkpoint_backend("CartPole-v1", "envpool") == "envpool" and checkpoint_backend("CartPole-v1", "gymnasium") == "gymnasium"
+    assert checkpoint_backend("CartPole-v1") == "gymnasium"  # SB3's zips record none: SB3 makes envs with gymnasium
+    assert checkpoint_backend("Pong-v5") == "envpool"  # an envpool-only id: trained on plastic_rl.envs
+    with pytest.raises(ValueError, match="not in envpool"):
+        checkpoint_backend("Taxi-v4", "envpool")
+    assert backend_of(make_vec_env("CartPole-v1", n_envs=1)) == "envpool"
+    assert backend_of(make_vec_env("CartPole-v1", n_envs=1, backend="gymnasium")) == "gymnasium"
+    assert backend_of(gym.make("CartPole-v1")) == "gymnasium" and backend_of(DummyVecEnv([TinyImageEnv])) is None
+
+
 # --- presets ------------------------------------------------------------------------------------
 
 
@@ -343,6 +358,11 @@ def test_task_sequence_of_atari_games_and_physics():
     assert seq.tasks[1].episodic_life and not atari_tasks(["Pong"], train=False)[0]["episodic_life"]
     physics = TaskSequence(physics_tasks(), switch_every=4, n_envs=2)
     assert physics.tasks[1].get_attr("length") == [1.0, 1.0]
+    # the record agents save for diagnose: the first task's id and the backend that made it
+    assert (seq.env_id, seq.env_backend) == ("Pong-v5", "envpool")
+    assert (physics.env_id, physics.env_backend) == ("CartPole-v1", "gymnasium")
+    permuted = TaskSequence(permuted_tasks("CartPole-v1", 2), switch_every=4, n_envs=2, backend="envpool")
+    assert permuted.env_backend == "envpool" == PlasticPPO("MlpPolicy", permuted, n_steps=8, batch_size=16).env_backend
 
 
 def test_rewarm_on_switch_with_plastic_ppo():

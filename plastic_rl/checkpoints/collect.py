@@ -33,16 +33,21 @@ def make_env(env_id: str, where: Path):
         raise fail(where, f"cannot create env {env_id!r} ({type(exc).__name__}: {exc})") from None
 
 
-def env_backend(env_id: str, where: Path) -> str:
-    """``"envpool"`` or ``"gymnasium"`` by training's rule (``plastic_rl.env_ids.resolve_backend``: envpool
-    where it has the id, else gymnasium), so a checkpoint is diagnosed on the env it was trained on; a
-    gymnasium id is also made once here (its dependencies are installed). Fails naming ``where``."""
-    from plastic_rl.env_ids import resolve_backend
+def env_backend(env_id: str, where: Path, recorded: str | None = None) -> str:
+    """``"envpool"`` or ``"gymnasium"``: the backend the checkpoint was trained on, by the one rule
+    (``plastic_rl.env_ids.checkpoint_backend``: the backend it records; SB3's zips, which record none,
+    were made the SB3 way, on gymnasium where it has the id). ``recorded`` may also be a user's choice
+    (``"auto"`` is training's rule). A gymnasium id is also made once here (its dependencies are
+    installed). Fails naming ``where``."""
+    from plastic_rl.env_ids import checkpoint_backend, envpool_ids
 
     if env_id.startswith("plastic_rl/"):  # ids plastic_rl.envs registers (MinAtar as the agents trained on it)
         import plastic_rl.envs  # noqa: F401
+    if recorded == "envpool" and not envpool_ids():
+        problem = f"env {env_id!r} is to be made by envpool, which is not installed here (it is Linux-only)"
+        raise fail(where, f"{problem}: pass --backend gymnasium (backend='gymnasium' in Python)")
     try:
-        backend = resolve_backend(env_id)
+        backend = checkpoint_backend(env_id, recorded)
     except ValueError as exc:
         raise fail(where, f"env {env_id!r} does not exist ({exc})", UnknownEnv) from None
     if backend == "gymnasium":
@@ -53,12 +58,13 @@ def env_backend(env_id: str, where: Path) -> str:
 check_env = env_backend
 
 
-def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int = N_ENVS) -> Any:
+def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int = N_ENVS, backend: str | None = None) -> Any:
     """``n_obs`` observations visited by the model's deterministic policy in ``env_id``.
 
     ``n_envs`` copies of the env, seeded ``seed, seed + 1, ...`` (SB3's VecEnv seeding), step in lock
     step; the batch is time-major (every env's observation at t, then at t + 1), cut to ``n_obs`` rows.
-    Image envs get SB3's own channel transpose, as in training. The backend is training's (``env_backend``).
+    Image envs get SB3's own channel transpose, as in training. ``backend``: the one the checkpoint
+    records, or a user's choice; None: as for a checkpoint that records none (``env_backend``).
     """
     import torch
 
@@ -66,16 +72,16 @@ def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_e
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a forward on a handful of observations: extra threads only contend (10x slower)
     try:
-        return _collect(model, env_id, n_obs, seed, where, n_envs)
+        return _collect(model, env_id, n_obs, seed, where, n_envs, backend)
     finally:
         torch.set_num_threads(threads)
 
 
-def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path):
+def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path, backend: str | None):
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-    if env_backend(env_id, where) == "gymnasium":
+    if env_backend(env_id, where, backend) == "gymnasium":
         venv: VecEnv = DummyVecEnv([lambda: make_env(env_id, where)] * n_envs)
     else:
         try:
@@ -91,10 +97,10 @@ def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path):
     return venv
 
 
-def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int) -> Any:
+def _collect(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int, backend: str | None) -> Any:
     import numpy as np
 
-    venv = _make_vec_env(env_id, n_envs, seed, where)
+    venv = _make_vec_env(env_id, n_envs, seed, where, backend)
     try:
         space = model.observation_space
         if not _same_space(venv.observation_space, space):

@@ -53,7 +53,7 @@ def _pickled_global(entry: Any) -> tuple[str, str] | None:
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint's ``data`` says: training step, algorithm, env id, policy class."""
+    """What a checkpoint's ``data`` says: training step, algorithm, env id and backend, policy class."""
 
     path: Path
     data: dict
@@ -62,6 +62,7 @@ class Checkpoint:
     policy_class: str
     env_id: str | None
     params_crc: int = 0  # CRC-32 of policy.pth (from the zip's directory): equal parameters, equal CRC
+    env_backend: str | None = None  # the backend the env was made by in training (plastic_rl's zips record it)
 
     def observation_space(self):
         """The saved observation space (gymnasium), or None if it cannot be unpickled here."""
@@ -136,8 +137,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise fail(path, f"unknown algorithm: the zip records {recorded!r}, none of the supported ones ({SUPPORTED})")
     if algo is None:
         raise fail(path, f"unknown algorithm: policy class {module}.{name} is none of the supported ones ({SUPPORTED})")
-    env_id = data.get("env_id")
-    return Checkpoint(path, data, step, algo, f"{module}.{name}", env_id if isinstance(env_id, str) else None, params_crc)
+    env_id, backend = data.get("env_id"), data.get("env_backend")
+    env_id = env_id if isinstance(env_id, str) else None
+    backend = backend if env_id is not None and backend in ("envpool", "gymnasium") else None
+    return Checkpoint(path, data, step, algo, f"{module}.{name}", env_id, params_crc, backend)
 
 
 def _pickle_strings(raw: bytes) -> list[str]:

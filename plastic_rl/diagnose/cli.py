@@ -20,9 +20,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint zip or run folder (searched recursively)")
     p.add_argument(
         "--env",
-        help="env id to collect observations in, made as training makes it: envpool's where it has the id, else "
-        "gymnasium's (default: the id the "
-        "checkpoint records; 'module:Id' imports module first)",
+        help="env id to collect observations in (default: the id the checkpoint records; 'module:Id' imports module first)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("envpool", "gymnasium", "auto"),
+        help="what makes the env (default: the backend the checkpoint was trained on, as it records; SB3's zips record "
+        "none and get gymnasium where it has the id, else envpool; auto: training's rule, envpool first)",
     )
     p.add_argument("--obs", metavar="FILE", help=".npy (or .npz per Dict key) of observations, instead of collecting")
     p.add_argument("--n-obs", type=int, default=2048, help="observations per batch (default 2048)")
@@ -114,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = diagnose(
             args.paths,
             env=args.env,
+            backend=args.backend,
             obs=args.obs,
             n_obs=args.n_obs,
             seed=args.seed,

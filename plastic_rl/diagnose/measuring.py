@@ -58,6 +58,7 @@ def diagnose(
     delta: float = 0.01,
     obs_from: str = "first",
     n_envs: int = ckpts.N_ENVS,
+    backend: str | None = None,
     save_obs: str | os.PathLike | None = None,
     log=None,
     _before_load=None,
@@ -65,7 +66,9 @@ def diagnose(
     """Diagnose checkpoints; one row per checkpoint x network, ordered by series, step, network.
 
     ``path_or_paths``: checkpoint zips and/or run folders (see the module docstring for series).
-    ``env``: gymnasium id to collect observations in (default: the id the checkpoint records).
+    ``env``: env id to collect observations in (default: the id the checkpoint records). ``backend``:
+    ``"envpool"``, ``"gymnasium"`` or ``"auto"`` (training's rule) to make it on; default: the backend
+    the checkpoint records it was trained on (``plastic_rl.env_ids.checkpoint_backend``).
     ``obs``: a ``.npy``/``.npz`` path or an array (dict of arrays for Dict spaces) instead of collecting.
     ``n_obs``: batch size (the first ``n_obs`` rows of ``obs``). ``seed``: env seed of the collection.
     ``obs_from``: ``"first"`` or ``"last"`` checkpoint of a series collects its batch and supplies the
@@ -80,22 +83,24 @@ def diagnose(
     """
     if obs_from not in ("first", "last"):
         raise ValueError(f"obs_from={obs_from!r}: use 'first' or 'last'")
+    if backend not in (None, "auto", "envpool", "gymnasium"):
+        raise ValueError(f"backend={backend!r}: use 'envpool', 'gymnasium', 'auto' or None (the checkpoint's own)")
     if not (isinstance(n_obs, int) and n_obs >= 1):
         raise ValueError(f"n_obs={n_obs!r} must be an int >= 1")
     paths = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     all_series = _series(paths, log)
-    plans = [_plan_obs(series, env, obs, n_obs, obs_from) for _, series in all_series]
+    plans = [_plan_obs(series, env, obs, n_obs, obs_from, backend) for _, series in all_series]
     if _before_load is not None:  # the CLI's import of SB3 (everything above is cheap and checks the input)
         _before_load()
     from plastic_rl import diagnostics
 
     rows: list[dict[str, Any]] = []
-    for (label, series), (env_id, batch) in zip(all_series, plans):
+    for (label, series), (env_id, env_backend, batch) in zip(all_series, plans):
         ref = _reference(series, obs_from)
         ref_model = ckpts.load(ref)
         if batch is None and obs is None:
-            batch = ckpts.collect_obs(ref_model, env_id, n_obs, seed, ref.path, n_envs)
-            source = f"{env_id} seed {seed} by {ref.path.name}"
+            batch = ckpts.collect_obs(ref_model, env_id, n_obs, seed, ref.path, n_envs, env_backend)
+            source = f"{env_id} seed {seed} ({env_backend}) by {ref.path.name}"
         elif batch is None:
             batch = (
                 ckpts.load_obs(obs, ref_model.observation_space, n_obs)

@@ -62,8 +62,10 @@ def _reference(series: list[Checkpoint], obs_from: str) -> Checkpoint:
     return series[0] if obs_from == "first" else series[-1]
 
 
-def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, obs_from: str):
-    """Cheap checks before anything loads: the env exists, an observation file fits. -> (env_id, batch)."""
+def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, obs_from: str, backend: str | None = None):
+    """Cheap checks before anything loads: the env exists, an observation file fits. -> (env_id, backend, batch).
+
+    The env is made on ``backend`` if given, else on the backend the checkpoint records for its own env id."""
     ref = _reference(series, obs_from)
     if obs is None:
         env_id = env or ref.env_id
@@ -72,11 +74,12 @@ def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, o
                 ref.path,
                 f"this {ref.algo.name} checkpoint records no env id (vanilla SB3 checkpoints never do): pass --env ID or --obs FILE.npy",
             )
-        ckpts.check_env(env_id, ref.path)
-        return env_id, None
+        if backend is None and env_id == ref.env_id:
+            backend = ref.env_backend
+        return env_id, ckpts.env_backend(env_id, ref.path, backend), None
     space = ref.observation_space()
     if space is None:  # checked once the model is loaded
-        return None, None
+        return None, None, None
     if isinstance(obs, (str, os.PathLike)):
-        return None, ckpts.load_obs(obs, space, n_obs)
-    return None, ckpts.fit_obs(obs, space, "obs", n_obs)
+        return None, None, ckpts.load_obs(obs, space, n_obs)
+    return None, None, ckpts.fit_obs(obs, space, "obs", n_obs)
