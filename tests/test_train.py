@@ -96,6 +96,10 @@ def test_configs_compose_and_presets_match_the_agents():
     td3 = load_config("config", ["env=MuJoCo", "agent=td3"]).agent.kwargs  # rl-zoo3's MuJoCo TD3
     assert (td3.noise_type, td3.noise_std, td3.batch_size) == ("normal", 0.1, 256)
     assert load_config("config", ["agent=a2c"]).agent.kwargs.ent_coef == 0.0  # rl-zoo3's CartPole A2C
+    a2c_atari = load_config("config", ["env=Atari", "agent=a2c"])  # rl-zoo3's Atari A2C: 16 envs, RMSprop
+    assert (a2c_atari.n_envs, a2c_atari.agent.kwargs.vf_coef) == (16, 0.25)
+    assert load_config("config", ["env=Atari", "agent=a2c", "n_envs=4"]).n_envs == 4  # the command line wins
+    assert load_config("config", ["env=Atari", "agent=ppo"]).n_envs == 8
     assert load_config("config", ["env=Atari"]).agent.kwargs.n_steps == 128  # rl-zoo3's Atari PPO
     assert load_config("config", []).agent.kwargs.learning_rate == "lin_0.001"  # rl-zoo3's CartPole PPO
     for name, preset in PRESETS.items():
