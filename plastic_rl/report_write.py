@@ -123,7 +123,7 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
         if baseline:
             header += [f"P(> {baseline})", "95% CI"]
         if normalized:
-            header += [f"gap to {reference} (late tasks, returns)"]
+            header += [f"gap to {reference} ({'late tasks, ' if len(tasks) > 1 else ''}returns)"]  # late half of the tasks
         rows = []
         values = result["iqm"][metric]
         for group in sorted(values, key=lambda g: -values[g][0]):

@@ -75,7 +75,7 @@ def test_report_numbers_equal_hand_computed_ones(runs, tmp_path):
     assert result["gap"]["auc"]["none"] == (pytest.approx(25.0), pytest.approx(0.0))
     assert result["gap"]["auc"]["elr"] == (pytest.approx(-5.0), pytest.approx(0.0))
     md = (out / "report.md").read_text()
-    assert "| `elr` | 2 |" in md and "P(> none)" in md
+    assert "| `elr` | 2 |" in md and "P(> none)" in md and "gap to fresh (late tasks, returns)" in md
     assert {p.name for p in result["plots"]} == {"iqm.png", "curves.png"}
     rows = list(csv.DictReader((out / "iqm.csv").open()))
     assert {r["group"] for r in rows} == {"elr", "none"}
@@ -120,6 +120,18 @@ def test_a_reference_that_never_scores_leaves_the_scores_raw(tmp_path):
     result = report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", reps=20, scalars=False, log=lambda *_: None)
     np.testing.assert_allclose(result["scores"]["auc"]["none"], [[4.0]])  # raw AUC, not a ratio to 0
     assert "not normalized (raw returns)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_single_task_report_speaks_of_its_one_task(tmp_path):
+    """A single-game suite (MinAtar Breakout): the gap is on the one task, not on "late tasks"."""
+    for seed in (0, 1):
+        make_run(tmp_path, f"none_s{seed}", "none", seed, {0: [10, 20 + seed]})
+        make_run(tmp_path, f"elr_s{seed}", "elr", seed, {0: [12, 30 + seed]})
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reference="none", reps=20, scalars=False, log=lambda *_: None)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "gap to none (returns)" in md and "late tasks" not in md
+    # none's mean AUC over seeds (15 + 15.5) / 2 minus elr's 21 and 21.5, per seed: -5.75 and -6.25
+    assert result["gap"]["auc"]["elr"] == (pytest.approx(-6.0), pytest.approx(np.std([-5.75, -6.25], ddof=1)))
 
 
 def test_confidence_intervals_are_repeatable():

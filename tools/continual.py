@@ -182,7 +182,9 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
     lines = []
     gaps = result["gap"].get("auc", {})
     if gaps:
-        lines.append(f"Plasticity gap (`{reference}` minus the arm on the late tasks, AUC in returns, mean +- std over seeds):")
+        n_tasks = len({t for cells in result["per_task"]["auc"].values() for t in cells})
+        where = "on the late tasks" if n_tasks > 1 else "on the one task"
+        lines.append(f"Plasticity gap (`{reference}` minus the arm {where}, AUC in returns, mean +- std over seeds):")
         for arm in [a for a in arms if a in gaps]:
             gap, spread = gaps[arm]
             verdict = "exceeds" if gap > spread else "does not exceed"
