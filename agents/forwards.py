@@ -33,8 +33,21 @@ def actor_forward(actor, batch) -> Any:
 
 
 def deterministic_actor_forward(actor, batch) -> Any:
-    """TD3's actor: deterministic, so its forward() samples nothing."""
-    return actor(batch["observations"])
+    """TD3's (and DDPG's) actor, deterministic, up to its output squash.
+
+    SB3 ends ``mu`` with an ``nn.Tanh`` that maps the output into the action box: an output transform,
+    not hidden units (SAC's squash is in its distribution, PlasticTD3's is ``Squash``). Stopping before
+    it gives vanilla and plastic actors the same measured layers, so their diagnostics compare.
+    """
+    from torch import nn  # here: the registry names these forwards before torch (or SB3) is imported
+
+    from plastic_rl.agents.td3 import Squash
+
+    features = actor.extract_features(batch["observations"], actor.features_extractor)
+    mu = actor.mu
+    if isinstance(mu, nn.Sequential) and len(mu) > 1 and type(mu[-1]) in (nn.Tanh, Squash):
+        return mu[:-1](features)  # pre-squash actions, the same for either
+    return mu(features)
 
 
 def critic_forward(critic, batch) -> Any:

@@ -266,6 +266,30 @@ def test_other_algorithms_give_a_row_per_network(make, env, algorithm, networks,
     assert all(r["srank"] >= 1 and "dormant_ratio" in r for r in rows)
 
 
+def test_td3_actors_vanilla_and_plastic_show_the_same_layers(tmp_path):
+    """SB3's TD3/DDPG actor ends in nn.Tanh, PlasticTD3's in Squash: the output squash is no hidden layer, so
+    the same architecture gives the same measured layers, and vanilla's numbers are its hidden layers' own."""
+
+    def kw():  # fresh each time: SB3's DDPG writes n_critics=1 into the policy_kwargs it is given
+        return dict(seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY)
+
+    keys = {}
+    for name, make in (("td3", lambda: TD3("MlpPolicy", "Pendulum-v1", **kw())), ("ddpg", lambda: DDPG("MlpPolicy", "Pendulum-v1", **kw())),
+                       ("plastic", lambda: PlasticTD3("Pendulum-v1", plasticity="none", **kw()))):  # fmt: skip
+        make().save(tmp_path / f"{name}.zip")
+        rows = {r["network"]: r for r in diagnose(tmp_path / f"{name}.zip", env="Pendulum-v1", n_obs=64)}
+        keys[name] = {net: {k for k in row if "/" in k} for net, row in rows.items()}
+    assert keys["td3"] == keys["plastic"] and keys["ddpg"]["actor"] == keys["td3"]["actor"]  # DDPG: one critic
+    assert {k.split("/")[1] for k in keys["td3"]["actor"]} == {"mu.0", "mu.2"}  # not mu.4, the action output
+    assert not any(k.startswith("saturated_ratio") for k in keys["td3"]["actor"])
+    loaded = TD3.load(tmp_path / "td3.zip", device="cpu")
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32))
+    hidden = torch.nn.Sequential(*list(loaded.actor.mu)[:-1])  # the actor without its squash, measured directly
+    (row,) = [r for r in diagnose(tmp_path / "td3.zip", obs=obs.numpy()) if r["network"] == "actor"]
+    expected = diagnostics.measure(hidden, obs)
+    assert row["srank"] == pytest.approx(expected["srank"]) and row["dormant_ratio"] == pytest.approx(expected["dormant_ratio"])
+
+
 def test_sac_critic_sees_the_actors_actions_on_the_batch(tmp_path):
     model = SAC("MlpPolicy", "Pendulum-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **OFF_POLICY)
     model.save(tmp_path / "sac.zip")
