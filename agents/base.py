@@ -179,7 +179,7 @@ class PlasticMixin(_AlgorithmBase):
         """The registry's trained networks (primary first), each with its target copies as mirrors."""
         algo, policy = self.algo(), self.policy
         return [
-            Network(spec.name, spec.module(policy), registry.attribute(policy, spec.optimizer), spec.forward,
+            Network(spec.name, spec.module(policy), registry.attribute(policy, spec.optimizer or ""), spec.forward,
                     primary=spec.primary, mirrors=tuple(t.module(policy) for t in algo.targets_of(spec.name)),
                     **self._network_options(spec))
             for spec in algo.trained()

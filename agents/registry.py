@@ -20,9 +20,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plastic_rl.agents import forwards as f
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 Forward = Callable[[Any, Any], Any]
 CLASS_KEY = "plastic_algorithm"  # the saved data key where our agents record their class name
@@ -71,7 +74,7 @@ class Algo:
     def plastic(self) -> bool:
         return self.base is not None
 
-    def load_class(self) -> type:
+    def load_class(self) -> type[BaseAlgorithm]:
         """The algorithm class (imports its module: SB3, sb3-contrib or our agent)."""
         return getattr(importlib.import_module(self.module), self.name)
 

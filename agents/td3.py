@@ -40,7 +40,7 @@ class PlasticTD3Actor(NormalizedNetwork, _SquashedActor):
 
 
 class _TD3Norm(_ActorCriticContinuousNorm):
-    def make_actor(self, features_extractor=None) -> PlasticTD3Actor:
+    def make_actor(self, features_extractor=None) -> PlasticTD3Actor:  # type: ignore[override]  # TD3's actor, not SAC's
         # SB3's TD3Policy.make_actor with our class (the actor target too)
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
         return PlasticTD3Actor(**actor_kwargs, **self._norm_kwargs).to(self.device)

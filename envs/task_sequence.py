@@ -71,7 +71,7 @@ def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") ->
     else:
         venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, backend=task_backend, **kwargs)
     if perm is not None:
-        venv = PermuteObservation(venv, perm if isinstance(perm, (int, np.integer, str)) else list(perm))
+        venv = PermuteObservation(venv, int(perm) if isinstance(perm, np.integer) else perm if isinstance(perm, (int, str)) else list(perm))
     if name is None:
         name = (
             env_id

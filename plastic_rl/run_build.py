@@ -149,7 +149,7 @@ def make_logger(model, folder: Path, purge_step: int | None):
 
 
 def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_buffer: bool):
-    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
     from plastic_rl.agents import state as training_state
     from plastic_rl.agents.callbacks import CheckpointCallback, EvalCallback
@@ -157,7 +157,7 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
     def capture() -> dict:
         return training_state.capture(model, {"env": env, "eval_env": eval_env})
 
-    callbacks = [CheckpointCallback(cfg.checkpoint_freq, run_dir / "checkpoints", save_replay_buffer=replay_buffer,
+    callbacks: list[BaseCallback] = [CheckpointCallback(cfg.checkpoint_freq, run_dir / "checkpoints", save_replay_buffer=replay_buffer,
                                     save_state=capture)]  # fmt: skip
     if cfg.eval_freq and eval_env is not None:
         callbacks.append(EvalCallback(eval_env, cfg.eval_freq, cfg.eval_episodes, csv_path=run_dir / EVALUATIONS,

@@ -202,7 +202,7 @@ def precheck(argv: list[str]) -> bool:
     than Hydra's report, and a refused run exits before Hydra creates its folder. False: nothing to run."""
     cfg = load_config("config", argv, hydra=True)
     run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
-    task_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    task_cfg = OmegaConf.masked_copy(cfg, [str(key) for key in cfg if key != "hydra"])
     accepted = plan(task_cfg, run_dir, [a for a in argv if not a.startswith("hydra")])
     if accepted.complete is not None:
         report_complete(accepted)

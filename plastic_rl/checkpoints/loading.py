@@ -27,7 +27,7 @@ def load(ckpt: Checkpoint) -> Any:
         kwargs = json_to_data(json.dumps({"policy_kwargs": ckpt.data["policy_kwargs"]})).get("policy_kwargs")
         if isinstance(kwargs, dict):
             custom["policy_kwargs"] = {**kwargs, "ortho_init": False}
-    overrides = {"buffer_size": 1} if algo.off_policy else {}
+    overrides: dict[str, Any] = {"buffer_size": 1} if algo.off_policy else {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -48,5 +48,7 @@ def reference_actions(model: Any, algo: Algo, obs: Any) -> Any:
     """The actor's deterministic action in the critic's (scaled) action space, for critic inputs."""
     import torch
 
+    if algo.actions is None:
+        raise ValueError(f"{algo.name}'s networks read no actions")
     with torch.no_grad():
         return algo.actions(model.policy, obs)
