@@ -110,6 +110,22 @@ class PlasticMixin(_AlgorithmBase):
         diagnostics_tau: float = 0.025,
         **kwargs: Any,
     ):
+        """Every other keyword is the SB3 algorithm's (PPO's for PlasticPPO; A2C's, DQN's, SAC's, TD3's), passed on as is.
+
+        :param policy: a policy alias (``"MlpPolicy"``, ``"CnnPolicy"``, ``"MultiInputPolicy"``: plastic_rl's policies) or class;
+            or the environment itself (an id, a gymnasium env or a VecEnv: ``PlasticPPO("CartPole-v1")``), whose
+            observation space then picks the alias. A ``plasticity`` with a ``norm`` needs plastic_rl's policies.
+        :param env: SB3's ``env`` (an id, a gymnasium env or a VecEnv); None when ``policy`` is the environment.
+        :param plasticity: a preset name (``"elr"``, ``"none"``, ``"redo"``, ...: ``PRESETS``), a ``PlasticityConfig``, a dict
+            overriding fields of its ``"preset"`` (``resolve_plasticity``), or None (``"none"``: SB3's algorithm, still measured).
+            A zip saved by SB3's own algorithm loads as ``"none"`` (its networks have no normalization).
+        :param diagnostics_freq: gradient steps (SB3's ``train/n_updates``) between two diagnostics of the networks (dormant,
+            dead and saturated units, srank, ...), checked after every ``train()``; 0 turns diagnostics off.
+        :param diagnostics_batch: how many of the most recent observations in the rollout/replay buffer the diagnostics
+            run on (at least 1; the newest, not a random sample, so the agent's RNG streams stay SB3's).
+        :param diagnostics_tau: dormancy threshold in [0, 1): a unit whose mean absolute activation on the batch is at most
+            ``diagnostics_tau`` times its layer's average is dormant (Sokar et al. 2023).
+        """
         policy, env = split_call_form(type(self), policy, env)
         policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
         if not kwargs.get("_init_setup_model", True) and not (
@@ -119,9 +135,10 @@ class PlasticMixin(_AlgorithmBase):
             # it continues as plasticity="none" (SB3's algorithm, plus ELR measurements and diagnostics).
             plasticity = "none"
         self.plasticity_config = resolve_plasticity(plasticity)
-        for name, value in (("diagnostics_freq", diagnostics_freq), ("diagnostics_batch", diagnostics_batch)):
-            if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name}={value!r} must be an int >= 0 (0 turns diagnostics off)")
+        if not (isinstance(diagnostics_freq, int) and diagnostics_freq >= 0):
+            raise ValueError(f"diagnostics_freq={diagnostics_freq!r} must be an int >= 0 (0 turns diagnostics off)")
+        if not (isinstance(diagnostics_batch, int) and diagnostics_batch >= 1):  # 0 rows: [-0:] would take them all
+            raise ValueError(f"diagnostics_batch={diagnostics_batch!r} must be an int >= 1 (diagnostics_freq=0 turns diagnostics off)")
         if not 0 <= diagnostics_tau < 1:
             raise ValueError(f"diagnostics_tau={diagnostics_tau!r} is outside [0, 1)")
         self.diagnostics_freq = diagnostics_freq

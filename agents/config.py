@@ -135,9 +135,11 @@ PRESETS: dict[str, PlasticityConfig] = {
 
 
 def resolve_plasticity(plasticity: str | PlasticityConfig | Mapping[str, Any] | None) -> PlasticityConfig:
-    """``"elr"`` | ``PlasticityConfig(...)`` | ``{"preset": "elr", "peak": 3.0}`` -> a PlasticityConfig.
+    """The PlasticityConfig an agent's ``plasticity=`` names.
 
-    A dict overrides fields of its ``preset`` (default ``"elr"``); None means ``"none"``.
+    :param plasticity: a preset name (a key of ``PRESETS``), a ``PlasticityConfig`` (returned as is), a dict whose
+        entries override fields of its ``"preset"`` (default ``"elr"``), e.g. ``{"preset": "elr", "peak": 3.0}``, or
+        None (``"none"``).
     """
     if plasticity is None:
         return PRESETS["none"]

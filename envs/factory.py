@@ -16,8 +16,11 @@ ATARI_EVAL = {"episodic_life": False, "reward_clip": False}
 
 
 def make_vec_env(env_id: str, n_envs: int = 8, seed: int | None = 0, backend: str = "auto", **env_kwargs: Any) -> VecEnv:
-    """An SB3 ``VecEnv`` of ``n_envs`` copies of ``env_id``, env ``i`` seeded with ``seed + i``.
+    """An SB3 ``VecEnv`` of ``n_envs`` copies of ``env_id``.
 
+    :param env_id: an envpool or gymnasium id (``"CartPole-v1"``, ``"Pong-v5"``, ``"module:Env-v0"``).
+    :param n_envs: how many copies (>= 1).
+    :param seed: env ``i`` is seeded with ``seed + i``; None: unseeded (envpool: a seed drawn at random).
     :param backend: ``"auto"`` (envpool when ``env_id in envpool.list_all_envs()``, else gymnasium),
         ``"envpool"`` (:class:`~plastic_rl.envs.EnvPoolVecEnv`) or ``"gymnasium"`` (SB3's own
         ``make_vec_env``: a ``DummyVecEnv`` of ``Monitor``-wrapped ``gym.make(env_id, **env_kwargs)``).

@@ -33,7 +33,11 @@ FULL_ACTIONS = 6
 
 
 class MinAtarObservation(gym.ObservationWrapper):
-    """bool (10, 10, C) -> uint8 (channels, 10, 10), the extra channels zero."""
+    """bool (10, 10, C) -> uint8 (channels, 10, 10), the extra channels zero.
+
+    :param env: a ``minatar`` package env (bool observations of shape (10, 10, C)).
+    :param channels: the channels out (>= C; a game sequence pads all games to ``MAX_CHANNELS``); None: the game's C.
+    """
 
     def __init__(self, env: gym.Env, channels: int | None = None):
         super().__init__(env)
@@ -97,8 +101,15 @@ def make_minatar_env(game: str, channels: int | None = None, full_action_space: 
 
 def minatar(game: str = "Breakout", n_envs: int = 1, seed: int = 0, full_action_space: bool = False,
             max_episode_steps: int = 10_000) -> VecEnv:  # fmt: skip
-    """A ``DummyVecEnv`` of one MinAtar game (SB3's ``make_vec_env``: Monitor, seeds ``seed + i``);
-    ``full_action_space`` also pads the channels to ``MAX_CHANNELS`` (the form a game sequence uses)."""
+    """A ``DummyVecEnv`` of one MinAtar game (SB3's ``make_vec_env``: Monitor-wrapped envs).
+
+    :param game: one of ``GAMES``, in any case or as an id (``"breakout"``, ``"MinAtar/Breakout-v1"``).
+    :param n_envs: how many copies.
+    :param seed: env ``i`` is seeded with ``seed + i``.
+    :param full_action_space: all 6 actions and the channels padded to ``MAX_CHANNELS`` (the form a game sequence
+        uses); False: the game's minimal action set and its own channels.
+    :param max_episode_steps: the episode cap (a truncation, which SB3 bootstraps).
+    """
     register()
     return sb3_make_vec_env(plastic_id(game, full_action_space), n_envs=n_envs, seed=seed,
                             env_kwargs={"max_episode_steps": max_episode_steps})  # fmt: skip
@@ -107,7 +118,16 @@ def minatar(game: str = "Breakout", n_envs: int = 1, seed: int = 0, full_action_
 def minatar_sequence(games: str | Sequence[str] = "Breakout,SpaceInvaders,Freeway,Asterix,Seaquest", n_envs: int = 1,
                      seed: int = 0, switch_every: int = 100_000, rewarm_on_switch: bool = True, first_task: int = 0,
                      max_episode_steps: int = 10_000) -> VecEnv:  # fmt: skip
-    """A ``TaskSequence`` of MinAtar games: the full action set and ``MAX_CHANNELS`` channels in every one."""
+    """A ``TaskSequence`` of MinAtar games: the full action set and ``MAX_CHANNELS`` channels in every one.
+
+    :param games: the games in order (names as ``minatar`` takes them), a list or one comma-separated string.
+    :param n_envs: envs per game.
+    :param seed: game ``k``'s env ``i`` is seeded ``seed + k * 10_000 + i``.
+    :param switch_every: env steps per game (>= ``n_envs``; 0: only ``set_task`` switches).
+    :param rewarm_on_switch: whether ``RewarmOnSwitch`` (left at ``rewarm=None``) re-warms the agent's lr at each switch.
+    :param first_task: the index of the game it starts on.
+    :param max_episode_steps: the episode cap of every game.
+    """
     from plastic_rl.envs.task_sequence import TaskSequence
 
     if isinstance(games, str):

@@ -38,13 +38,15 @@ TASK_SEED_STRIDE = 10_000  # task k's envs are seeded seed + k * TASK_SEED_STRID
 
 
 def build_task(spec: TaskSpec, n_envs: int, seed: int, backend: str = "auto") -> tuple[str, VecEnv]:
-    """(name, VecEnv) of one task spec:
+    """(name, VecEnv) of one task spec; the name is the mapping's ``"name"``, else made from the id and variation.
 
-    - ``"Pong-v5"``: ``make_vec_env(id, n_envs, seed, backend)``;
-    - a mapping ``{"id": ..., "name": ..., "permute_obs": seed | [permutation] | "identity", "physics": {...},
-      "backend": ..., **make_vec_env_kwargs}``: ``permute_obs`` wraps the env in ``PermuteObservation``;
-      ``physics`` (CartPole only, gymnasium) applies ``CartPolePhysics``;
-    - a callable ``(n_envs, seed) -> VecEnv``.
+    :param spec: an env id (``"Pong-v5"``: ``make_vec_env(id, n_envs, seed, backend)``); a mapping ``{"id": ..., "name": ...,
+        "permute_obs": seed | [permutation] | "identity", "physics": {...}, "backend": ..., **make_vec_env_kwargs}``, where
+        ``permute_obs`` wraps the env in ``PermuteObservation`` and ``physics`` (gymnasium's CartPole only) applies
+        ``CartPolePhysics``; or a callable ``(n_envs, seed) -> VecEnv`` (named by its ``__name__``).
+    :param n_envs: envs in the task's VecEnv.
+    :param seed: env ``i`` is seeded ``seed + i`` (a callable gets ``seed`` itself).
+    :param backend: ``make_vec_env``'s backend for an id, or for a mapping without its own ``"backend"``.
     """
     if callable(spec):
         return getattr(spec, "__name__", repr(spec)), spec(n_envs, seed)

@@ -32,6 +32,9 @@ class PermuteObservation(VecEnvWrapper):
     permuted too. The observation space keeps shape and dtype and gets bounds that hold under any
     permutation (every entry: the smallest low, the largest high), so all permutations of one env
     share one space, as ``TaskSequence`` requires.
+
+    :param venv: a VecEnv with a Box observation space.
+    :param perm: an int seed of a random permutation, the permutation itself (of the flattened entries), or ``"identity"``.
     """
 
     def __init__(self, venv: VecEnv, perm: int | str | Sequence[int]):
@@ -73,9 +76,12 @@ CARTPOLE_PHYSICS = ("gravity", "masscart", "masspole", "length", "force_mag", "t
 
 
 class CartPolePhysics(gym.Wrapper):
-    """gymnasium's CartPole with changed physics, e.g. ``CartPolePhysics(env, length=1.0, force_mag=5.0)``
-    (``length`` is half the pole's length; defaults: gravity 9.8, masscart 1.0, masspole 0.1,
-    length 0.5, force_mag 10.0, tau 0.02). The derived constants are recomputed."""
+    """gymnasium's CartPole with changed physics, e.g. ``CartPolePhysics(env, length=1.0, force_mag=5.0)``.
+
+    :param env: a gymnasium CartPole env; its unwrapped env's constants are changed and the derived ones recomputed.
+    :param physics: new values (> 0) of ``CARTPOLE_PHYSICS``; defaults: gravity 9.8, masscart 1.0, masspole 0.1,
+        length 0.5 (half the pole's length), force_mag 10.0, tau 0.02 (seconds per step).
+    """
 
     def __init__(self, env: gym.Env, **physics: Any):
         super().__init__(env)

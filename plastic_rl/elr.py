@@ -66,8 +66,17 @@ class ELR:
     schedule's factor to every param group's lr for the duration of the step only, so the owner's
     own lr (an SB3 schedule resets it every ``train()``) is never overwritten.
 
-    ``measure_every=k`` measures every k-th step (0: only the steps after ``measure_next()``), for
-    callers that log less often than they step; projection and the schedule run every step regardless.
+    :param model: the network; every Linear/Conv in it is measured, its scale-invariant ones projected
+    :param optimizer: the optimizer training ``model``; ELR hooks its ``step()`` (snapshot, lr factor)
+    :param schedule: re-warm schedule whose factor multiplies every param group's lr during each step (None: factor 1)
+    :param project: rescale the projected layers to their initial norms (False: measure only; the schedule still applies)
+    :param project_every: project after every k-th ``step()`` call (>= 1)
+    :param measure_every: measure every k-th optimizer step (0: only the steps after ``measure_next()``), for callers
+        that log less often than they step; projection and the schedule do not depend on it
+    :param exclude: fnmatch patterns of layer names not to project (``"vf.*"``; a str is one pattern); unused with ``include``
+    :param include: exact names of the layers to project, instead of every scale-invariant layer (None: that default)
+    :param gains: ``"project"``: also project each projected layer's normalization gain to its initial norm;
+        ``"none"``: leave gains to the optimizer
     """
 
     def __init__(

@@ -35,7 +35,10 @@ def gymnasium_ids() -> frozenset[str]:
 
 def envpool_family(env_id: str) -> str | None:
     """The envpool module that implements ``env_id`` (``"envpool.atari"``, ``"envpool.mujoco.gym"``,
-    ``"envpool.classic_control"``, ...), or None when envpool lacks the id."""
+    ``"envpool.classic_control"``, ...), or None when envpool lacks the id.
+
+    :param env_id: any environment id.
+    """
     if env_id not in envpool_ids():
         return None
     from envpool.registration import registry
@@ -44,17 +47,27 @@ def envpool_family(env_id: str) -> str | None:
 
 
 def envpool_ids_of(family: str) -> list[str]:
-    """Sorted envpool ids of one family, e.g. ``envpool_ids_of("envpool.atari")``."""
+    """Sorted envpool ids of one family, e.g. ``envpool_ids_of("envpool.atari")``.
+
+    :param family: an envpool module, as ``envpool_family`` names it.
+    """
     return sorted(i for i in envpool_ids() if envpool_family(i) == family)
 
 
 def is_envpool_atari(env_id: str) -> bool:
-    """True for envpool's Atari games (``Pong-v5``, ...): they have lives, raw rewards in the info, frame stacks."""
+    """True for envpool's Atari games (``Pong-v5``, ...): they have lives, raw rewards in the info, frame stacks.
+
+    :param env_id: any environment id.
+    """
     return envpool_family(env_id) == "envpool.atari"
 
 
 def close_matches(env_id: str, n: int = 5) -> list[str]:
-    """The known ids nearest to ``env_id`` (difflib over gymnasium's registry and envpool's list)."""
+    """The known ids nearest to ``env_id`` (difflib over gymnasium's registry and envpool's list).
+
+    :param env_id: the id looked for; compared case-insensitively when nothing matches as written.
+    :param n: at most this many matches, nearest first.
+    """
     candidates = sorted(envpool_ids() | gymnasium_ids())
     matches = difflib.get_close_matches(env_id, candidates, n=n, cutoff=0.6)
     if not matches:  # e.g. "pong": compare case-insensitively before giving up
@@ -64,6 +77,11 @@ def close_matches(env_id: str, n: int = 5) -> list[str]:
 
 
 def unknown_id_error(env_id: str, where: str = "envpool or gymnasium") -> ValueError:
+    """The ValueError for an id that was not found, naming its close matches.
+
+    :param env_id: the unknown id.
+    :param where: where it was looked for, as the message says it.
+    """
     matches = close_matches(env_id)
     hint = f" Close matches: {', '.join(matches)}." if matches else " No close match."
     return ValueError(f"unknown environment id {env_id!r} (not in {where}).{hint}")
@@ -72,8 +90,10 @@ def unknown_id_error(env_id: str, where: str = "envpool or gymnasium") -> ValueE
 def resolve_backend(env_id: str, backend: str = "auto") -> str:
     """``"envpool"`` or ``"gymnasium"`` for ``env_id``; ValueError for a bad backend or an unknown id.
 
-    ``"auto"`` is training's rule: envpool where it has the id, else gymnasium. ``"gymnasium"`` never
-    imports envpool (about a second here: it loads every env family)."""
+    :param env_id: an envpool or gymnasium id (``"module:Env-v0"`` ids are left to gymnasium to import).
+    :param backend: ``"auto"``, training's rule: envpool where it has the id, else gymnasium; ``"envpool"`` or
+        ``"gymnasium"``: that one, if it has the id. ``"gymnasium"`` never imports envpool (about a second: it loads every env family).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is unknown; accepted: {', '.join(BACKENDS)}")
     if not isinstance(env_id, str):
@@ -100,10 +120,10 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
 def checkpoint_backend(env_id: str, recorded: str | None = None) -> str:
     """The backend that re-creates the env a checkpoint was trained on, so it is diagnosed on that env.
 
-    ``recorded``: the backend the checkpoint records (plastic_rl's agents save ``env_backend``, from the
-    env they were trained on: ``backend_of``). A checkpoint that records none (SB3's own zips; plastic_rl's
-    from before the record) was made the SB3 way, on gymnasium: gymnasium where it has the id, else
-    envpool (an envpool-only id such as ``Pong-v5`` was trained on ``plastic_rl.envs``).
+    :param env_id: the env id the checkpoint records.
+    :param recorded: the backend the checkpoint records (plastic_rl's agents save ``env_backend``, from the env they
+        were trained on: ``backend_of``). None (SB3's own zips; plastic_rl's from before the record): made the SB3 way,
+        on gymnasium where it has the id, else envpool (an envpool-only id such as ``Pong-v5`` was trained on ``plastic_rl.envs``).
     """
     if recorded is not None:
         return resolve_backend(env_id, recorded)
@@ -113,8 +133,9 @@ def checkpoint_backend(env_id: str, recorded: str | None = None) -> str:
 
 
 def backend_of(env: object) -> str | None:
-    """``"envpool"`` or ``"gymnasium"``: the backend that made ``env`` (a gymnasium env, an SB3 VecEnv, or
-    a wrapper of either), or None if it cannot tell (an env with no registered id).
+    """``"envpool"`` or ``"gymnasium"``: the backend that made ``env``, or None if it cannot tell (an env with no registered id).
+
+    :param env: a gymnasium env, an SB3 VecEnv, or a wrapper of either.
 
     plastic_rl's envpool adapter and task sequences say so in an ``env_backend`` attribute (SB3's VecEnv
     wrappers pass attribute reads through); any other env with a gymnasium spec was made by gymnasium.

@@ -19,7 +19,10 @@ ALIGN_BYTES = 64  # where each parameter starts in the flat buffer; see FlatPara
 
 
 def layer_slots(layer: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Weight and bias of a layer, as (module, attribute): see ``layers.layer_params`` for why jointly."""
+    """Weight and bias of a layer, as (module, attribute): see ``layers.layer_params`` for why jointly.
+
+    :param layer: a Linear/Conv (any module: its ``weight`` and ``bias`` that are Parameters, in that order)
+    """
     return [(layer, attr) for attr in ("weight", "bias") if isinstance(getattr(layer, attr, None), nn.Parameter)]
 
 
@@ -32,6 +35,10 @@ class FlatParams:
     used because per-tensor dispatch overhead dominates small RL networks (an SB3 PPO MLP step is
     ~1 ms of Adam for ~10k parameters). If anything re-points a parameter (``model.to(...)``,
     ``load_state_dict(assign=True)``), ``ensure()`` notices and rebuilds the buffer from the new values.
+
+    :param groups: (name, [(module, attribute), ...]) per group, e.g. ``(layer name, layer_slots(layer))``; a group's
+        parameters sit next to each other (one view, one joint norm). Each parameter in one group only, all of them
+        floating point on one device and dtype (else ValueError)
     """
 
     def __init__(self, groups: list[tuple[str, list[tuple[nn.Module, str]]]]):
@@ -110,6 +117,8 @@ def norms(views: list[torch.Tensor]) -> torch.Tensor:
     ``DOT_ABOVE`` elements use ``dot(v, v)`` instead: BLAS is ~2x faster there and more accurate
     (1e-6 vs 1e-5 relative error at 1M elements, against float64), which the projection's 1e-5
     tolerance needs. (The buffer never requires grad: no autograd bookkeeping on this path.)
+
+    :param views: 1-D tensors, e.g. ``FlatParams.views`` (empty: an empty vector)
     """
     if not views:
         return torch.zeros(0)

@@ -134,15 +134,22 @@ def redo(
     layer's own initializer by default), the per-unit gain and bias of a normalization after it go
     back to their initial values, and its outgoing weights (the columns that read it, in every layer
     that does) become zero, so the rest of the network does not see the new unit until it learns.
-    The optimizer state of exactly those entries is zeroed (module docstring). ``forward(model,
-    inputs)`` runs the model when ``model(inputs)`` does not (e.g. an SB3 policy).
+    The optimizer state of exactly those entries is zeroed (module docstring).
 
     Without normalization the network's output on any input is unchanged except for the dormant
     units' former (tiny) contributions. With a LayerNorm, re-initialized units also change the
     statistics their layer is normalized with, so the other units of that layer move too.
 
-    ``exclude``: fnmatch patterns of layers to leave alone (e.g. a features extractor another
-    optimizer trains). Returns ``{layer: [reset unit indices]}`` for every hidden layer considered.
+    Returns ``{layer: [reset unit indices]}`` for every hidden layer considered.
+
+    :param model: the network to edit in place.
+    :param optimizer: the optimizer that trains ``model``'s edited parameters (its state is made to agree); None: a network nothing trains.
+    :param inputs: the batch the dormant units are found on (as for ``diagnostics.measure``).
+    :param tau: dormant threshold in [0, 1): units with m_i / mean_j m_j <= tau are reset (``diagnostics.dormant_mask``).
+    :param forward: ``forward(model, inputs)`` runs the model when ``model(inputs)`` does not (e.g. an SB3 policy).
+    :param init: ``init(module, qualified_name)`` initializes a module in place; default: its ``reset_parameters()``.
+    :param mirrors: networks given the same edit on the same entries (e.g. a target network; same parameter names and shapes).
+    :param exclude: fnmatch patterns of weight-layer names to leave alone (e.g. a features extractor another optimizer trains).
     """
     if not 0 <= tau < 1:
         raise ValueError(f"tau={tau!r} is outside [0, 1); ReDo resets units whose score is <= tau")
@@ -263,10 +270,18 @@ def shrink_perturb(
 ) -> dict[str, int]:
     """theta <- shrink * theta + perturb * theta_fresh (Ash & Adams 2020), theta_fresh a new ``init`` of each layer.
 
-    Every module with parameters of its own (``layers``: only those at, under or matching these names)
-    is shrunk and perturbed, normalization gains included (theta_fresh = 1 for them). Every touched
-    parameter's optimizer state is cleared, Adam's step count included: its old moments describe
-    gradients of a network that no longer exists. Returns ``{module: parameters touched}``.
+    Every module with parameters of its own is shrunk and perturbed, normalization gains included
+    (theta_fresh = 1 for them). Every touched parameter's optimizer state is cleared, Adam's step count
+    included: its old moments describe gradients of a network that no longer exists. Returns
+    ``{module: parameters touched}``.
+
+    :param model: the network to edit in place.
+    :param optimizer: the optimizer that trains ``model``'s edited parameters (its state is made to agree); None: a network nothing trains.
+    :param shrink: factor (>= 0) on the current parameters.
+    :param perturb: factor (>= 0) on the fresh ``init`` values.
+    :param layers: qualified module names or fnmatch patterns: only the modules at, under or matching them; None: all.
+    :param init: ``init(module, qualified_name)`` initializes a module in place; default: its ``reset_parameters()``.
+    :param mirrors: networks given the same edit on the same entries (e.g. a target network; same parameter names and shapes).
     """
     for key, value in (("shrink", shrink), ("perturb", perturb)):
         if isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 0):
@@ -285,9 +300,15 @@ def reset(
 ) -> dict[str, int]:
     """Re-initialize the named layers (Nikishin et al. 2022, primacy bias; e.g. the last k layers).
 
-    ``layers``: qualified module names (``"q_net.4"``; ``"mlp_extractor.policy_net"`` for everything
-    under it) or fnmatch patterns. Their parameters get fresh ``init`` values and all of their optimizer
-    state is cleared. Returns ``{module: parameters re-initialized}``.
+    Their parameters get fresh ``init`` values and all of their optimizer state is cleared. Returns
+    ``{module: parameters re-initialized}``.
+
+    :param model: the network to edit in place.
+    :param optimizer: the optimizer that trains ``model``'s edited parameters (its state is made to agree); None: a network nothing trains.
+    :param layers: non-empty list of qualified module names (``"q_net.4"``; ``"mlp_extractor.policy_net"`` for everything
+        under it) or fnmatch patterns.
+    :param init: ``init(module, qualified_name)`` initializes a module in place; default: its ``reset_parameters()``.
+    :param mirrors: networks given the same edit on the same entries (e.g. a target network; same parameter names and shapes).
     """
     if isinstance(layers, str) or not layers:
         raise ValueError(f"layers={layers!r}: give a non-empty list of layer names, e.g. ['q_net.4']")

@@ -28,6 +28,12 @@ class ChannelRMSNorm(nn.Module):
 
     ``nn.RMSNorm`` needs the full normalized shape up front, which a convolution's spatial size does
     not give at insertion time; this is the conv analogue of ``nn.GroupNorm(1, C)`` without centring.
+
+    :param num_channels: C, the size of dim 1 (the gain's length).
+    :param eps: added to the mean square before the square root.
+    :param affine: learn a per-channel gain (initialized to 1); False: no parameters.
+    :param device: device of the gain.
+    :param dtype: dtype of the gain.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None, dtype=None):
@@ -86,7 +92,10 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = RELU_FAMILY + SMOOTH_FAMILY + SATURAT
 
 
 def activation_family(module: nn.Module) -> str:
-    """Return ``"relu"``, ``"smooth"`` or ``"saturating"`` for an activation module."""
+    """Return ``"relu"``, ``"smooth"`` or ``"saturating"`` for an activation module.
+
+    :param module: an instance of one of ``ACTIVATIONS`` (anything else: ``TypeError``).
+    """
     # ReLU6 and Hardtanh subclass each other in torch; check the saturating family's exact types first.
     if type(module) in SATURATING_FAMILY:
         return "saturating"
@@ -100,7 +109,10 @@ def activation_family(module: nn.Module) -> str:
 
 
 def saturation_bounds(module: nn.Module) -> tuple[float, float]:
-    """The output bounds of a saturating activation (the values it saturates towards)."""
+    """The output bounds ``(low, high)`` of a saturating activation (the values it saturates towards).
+
+    :param module: the activation (Hardtanh: its ``min_val``/``max_val``; Sigmoid, Hardsigmoid: (0, 1); otherwise (-1, 1)).
+    """
     if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
         return 0.0, 1.0
     if isinstance(module, nn.Hardtanh):
@@ -112,8 +124,13 @@ def saturation_bounds(module: nn.Module) -> tuple[float, float]:
 class Block:
     """A weight layer and what follows it in its ``nn.Sequential``.
 
-    ``name`` is the weight layer's qualified name in the model: diagnostics and ELR metrics use it as
-    the layer key, so the two report the same names.
+    :param name: the weight layer's qualified name in the model: diagnostics and ELR metrics use it as the layer key,
+        so the two report the same names.
+    :param layer: the weight layer (Linear/Conv).
+    :param norm: the normalization right after it; None if there is none.
+    :param activation: the activation after it (after ``norm`` if any); None if there is none.
+    :param container: the ``nn.Sequential`` holding it; None outside any Sequential.
+    :param index: its position in ``container``; -1 outside any Sequential.
     """
 
     name: str
@@ -129,7 +146,10 @@ def _join(prefix: str, name: str) -> str:
 
 
 def iter_weight_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Every Linear/Conv in ``model`` with its qualified name (shared modules once)."""
+    """Every Linear/Conv in ``model`` with its qualified name (shared modules once).
+
+    :param model: the network to search (recursively).
+    """
     seen: set[int] = set()
     for name, module in model.named_modules():
         if isinstance(module, WEIGHT_LAYERS) and id(module) not in seen:
@@ -143,6 +163,8 @@ def iter_blocks(model: nn.Module) -> Iterator[Block]:
     A weight layer outside any Sequential, or last in one, has ``norm=None`` and ``activation=None``:
     it feeds something the structure does not show (an output head, a residual sum), so nothing is
     assumed about it.
+
+    :param model: the network to search (every ``nn.Sequential`` in it, recursively).
     """
     placed: dict[int, Block] = {}
     for prefix, container in model.named_modules():
@@ -165,7 +187,11 @@ def iter_blocks(model: nn.Module) -> Iterator[Block]:
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
-    """True if ``name`` matches one of the fnmatch ``patterns`` (``"vf.*"``, ``"action_net"``)."""
+    """True if ``name`` matches one of the fnmatch ``patterns`` (case-sensitive).
+
+    :param name: a qualified module name.
+    :param patterns: fnmatch patterns (``"vf.*"``) or exact names (``"action_net"``).
+    """
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
@@ -174,6 +200,8 @@ def layer_params(layer: nn.Module) -> list[nn.Parameter]:
 
     ``Norm(c * (W x + b)) == Norm(W x + b)`` for c > 0, so scale invariance holds for (W, b) taken
     jointly; scaling W alone is invariant only when there is no bias.
+
+    :param layer: a weight layer (Linear/Conv); a missing bias is left out.
     """
     return [p for p in (layer.weight, getattr(layer, "bias", None)) if p is not None]  # type: ignore[misc]  # nn.Module attributes type as Tensor | Module
 
@@ -184,12 +212,18 @@ def architecture(model: nn.Module) -> list[str]:
     What a state dict cannot tell: an affine-free normalization has no parameters, so a network
     with it and one without it load each other's weights without complaint. Comparing this list
     (saved beside the weights) with the rebuilt model's makes such a mismatch loud.
+
+    :param model: the network (the root is named ``"."``).
     """
     return [f"{name or '.'}: {type(m).__name__}({m.extra_repr()})" for name, m in model.named_modules()]
 
 
 def architecture_mismatch(saved: list[str], built: list[str]) -> str | None:
-    """None if the two ``architecture()`` lists agree, else one line naming the first difference."""
+    """None if the two ``architecture()`` lists agree, else one line naming the first difference.
+
+    :param saved: the list saved with the weights.
+    :param built: the rebuilt model's list.
+    """
     if list(saved) == list(built):
         return None
     for i, (a, b) in enumerate(zip(saved, built)):

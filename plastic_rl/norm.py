@@ -24,6 +24,10 @@ def make_norm(layer: nn.Module, kind: str = "layer", affine: bool = True) -> nn.
     Linear: ``LayerNorm`` / ``RMSNorm`` over the output features. Conv: normalization over all of
     (channels, *spatial) per sample with a per-channel gain -- ``GroupNorm(1, C)`` for "layer" and
     ``ChannelRMSNorm`` for "rms" -- because the per-sample output norm is what scaling the kernel scales.
+
+    :param layer: the Linear/Conv whose output it normalizes (its device and dtype are used).
+    :param kind: ``"layer"`` (LayerNorm / GroupNorm(1, C)) or ``"rms"`` (RMSNorm / ChannelRMSNorm).
+    :param affine: learnable gain (and bias for "layer"); False: no parameters.
     """
     if kind not in NORM_KINDS:
         raise ValueError(f"kind={kind!r} is not a normalization kind; accepted: {', '.join(NORM_KINDS)}")
@@ -53,11 +57,15 @@ def insert_norm(
     Works recursively on every ``nn.Sequential`` inside ``module`` (SB3's ``create_mlp`` networks and
     ``NatureCNN`` are Sequentials) and modifies ``module`` in place; it is returned for chaining.
     A layer that already has a normalization after it is left alone, so calling this twice is safe.
-    ``exclude``: fnmatch patterns of weight-layer names (``"value_net"``, ``"mlp_extractor.value_net.*"``)
-    to leave unnormalized. Build the optimizer *after* this call: the new gains are new parameters.
+    Build the optimizer *after* this call: the new gains are new parameters.
 
     Raises ValueError if ``module`` has no Linear/Conv, or no Linear/Conv followed by an activation
     (nothing would become scale-invariant).
+
+    :param module: the network to modify in place.
+    :param kind: ``"layer"`` or ``"rms"`` (see :func:`make_norm`).
+    :param exclude: fnmatch patterns of weight-layer names (``"value_net"``, ``"mlp_extractor.value_net.*"``) to leave unnormalized.
+    :param affine: give the normalizations learnable gains (see :func:`make_norm`); False: no new parameters.
     """
     if kind not in NORM_KINDS:
         raise ValueError(f"kind={kind!r} is not a normalization kind; accepted: {', '.join(NORM_KINDS)}")

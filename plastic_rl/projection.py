@@ -23,7 +23,14 @@ GAIN_MODES = ("project", "none")
 def select(
     model: nn.Module, exclude: tuple[str, ...], include: Any, project: bool, gains: str
 ) -> tuple[list[Any], list[Any], list[tuple[str, list[Any]]]]:
-    """ELR's rule: (every block, the projected blocks, the projected gain groups) of ``model``."""
+    """ELR's rule: (every block, the projected blocks, the projected gain groups) of ``model``.
+
+    :param model: the network; ValueError if it has no Linear/Conv layer
+    :param exclude: fnmatch patterns of layer names not to project; unused with ``include``
+    :param include: exact names of the layers to project (a str is one name), or None for every scale-invariant layer
+    :param project: False: project nothing (the last two values are empty); True: ValueError if nothing is projected
+    :param gains: ``"project"``: a gain group for each projected layer's normalization weight; anything else: none
+    """
     blocks = list(iter_blocks(model))
     if not blocks:
         raise ValueError(
@@ -65,6 +72,9 @@ def scale_invariant_layers(model: nn.Module, exclude: Iterable[str] = ()) -> lis
 
     Lets a caller decide before building an ``ELR`` whether ``project=True`` applies, e.g. an agent
     whose network has no hidden layer (SB3's ``net_arch=[]``) measures without projecting.
+
+    :param model: the network
+    :param exclude: fnmatch patterns of layer names to leave out (``"vf.*"``; a str is one pattern)
     """
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     return [b.name for b in iter_blocks(model) if _scale_invariant(b, exclude)]
@@ -76,6 +86,11 @@ def projected_parameters(
     """The parameters ``ELR(model, ..., exclude=, include=, gains=)`` would project, before any optimizer exists.
 
     E.g. to build an AdamW whose weight decay skips them (their norm is pinned by projection anyway).
+
+    :param model: the network
+    :param exclude: fnmatch patterns of layer names not to project (a str is one pattern); unused with ``include``
+    :param include: exact names of the layers to project, instead of every scale-invariant layer (None: that default)
+    :param gains: ``"project"``: include the projected layers' normalization gains; ``"none"``: leave them out
     """
     if gains not in GAIN_MODES:
         raise ValueError(f"gains={gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")

@@ -74,7 +74,22 @@ __all__ = [
 def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("plasticity.preset",), reference: str | None = None,
            baseline: str | None = None, reps: int = 2000, hit_window: float = 0.2, title: str = "Report",
            scalars: bool = True, task_key: str | None = None, log=print) -> dict[str, Any]:  # fmt: skip
-    """Aggregate the runs under ``paths`` into ``out``; returns the numbers (see the module docstring)."""
+    """Aggregate the runs under ``paths`` into ``out``; returns the numbers (see the module docstring).
+
+    :param paths: folders holding run folders, or run folders themselves (see ``find_runs``)
+    :param out: output folder (created) for ``report.md``, ``scores.csv``, ``iqm.csv`` and the plots
+    :param by: config keys (dotted, as in ``Run.config``) whose values, joined by commas, name a run's group
+    :param reference: group whose per-task mean over seeds normalizes every score, and that the plasticity gap is taken
+        from (None: raw scores, no gap); a reference named ``"fresh"`` is not scored itself
+    :param baseline: group for the probability of improvement (None: not computed); ValueError if no run is in it
+    :param reps: bootstrap repetitions of the confidence intervals
+    :param hit_window: a CUSUM alarm within this fraction of a task (of ``switch_every`` env steps) after a switch is a hit
+    :param title: the heading of ``report.md``
+    :param scalars: read the runs' TensorBoard scalars (False: faster; no plasticity plot and no alarm statistics)
+    :param task_key: config key naming the task of stationary runs (e.g. ``env.id``): it labels their segments'
+        tasks (None: the task indices of ``evaluations.csv``)
+    :param log: called with each progress message
+    """
     out = Path(out)
     folders = find_runs(paths)
     if not folders:
@@ -123,6 +138,10 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command line: parse ``argv``, run ``report``, return its numbers; exits with status 2 on a bad input.
+
+    :param argv: the arguments, e.g. ``["runs/", "--reference", "fresh"]`` (None: ``sys.argv[1:]``)
+    """
     parser = argparse.ArgumentParser(prog="python -m plastic_rl.report", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", help="folders holding plastic_rl.train runs (a sweep's output, runs/...)")
     parser.add_argument("--by", default="plasticity.preset", help="config keys that name a group, comma-separated")

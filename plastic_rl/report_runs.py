@@ -21,10 +21,17 @@ ALARMS = "plasticity/cusum_alarms"
 
 @dataclass
 class Segment:
-    """One stretch of a run on one task: its evaluations (step, mean return)."""
+    """One stretch of a run on one task: its evaluations (step, mean return).
+
+    :param task: the task trained on (``trained_on`` in ``evaluations.csv``; 0 for a stationary run), or a label
+        (``report``'s ``task_key``)
+    :param start: env step of the first evaluation in it
+    :param steps: env step of each evaluation
+    :param returns: mean evaluation return of each evaluation, on this task
+    """
 
     task: int
-    start: int  # env step of the first evaluation in it
+    start: int
     steps: list[int]
     returns: list[float]
 
@@ -39,8 +46,17 @@ class Segment:
 
 @dataclass
 class Run:
+    """One ``plastic_rl.train`` run.
+
+    :param path: its folder
+    :param config: its Hydra config, flattened: ``"plasticity.preset" -> "elr"``
+    :param segments: its current-task evaluations cut at the task switches, one segment per task visited
+    :param group: the name of its group (``group_name``; ``""`` until ``report`` sets it)
+    :param scalars: TensorBoard tag -> (step, value) points (``read_scalars``; empty unless read)
+    """
+
     path: Path
-    config: dict[str, Any]  # flattened: "plasticity.preset" -> "elr"
+    config: dict[str, Any]
     segments: list[Segment]
     group: str = ""
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -76,7 +92,10 @@ def _segments(rows: list[dict[str, str]]) -> list[Segment]:
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Every run folder under ``paths`` (one with ``.hydra/config.yaml`` and ``evaluations.csv``)."""
+    """Every run folder under ``paths`` (one with ``.hydra/config.yaml`` and ``evaluations.csv``), sorted, once each.
+
+    :param paths: run folders, or folders searched recursively for them; FileNotFoundError if one does not exist
+    """
     found = []
     for path in map(Path, paths):
         if not path.exists():
@@ -89,6 +108,11 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_run(folder: Path, scalars: bool = False) -> Run:
+    """Read a run folder: its config, its evaluations cut into segments, and optionally its scalars.
+
+    :param folder: a run folder (see ``find_runs``)
+    :param scalars: also read the ``TRACKED`` tags and the CUSUM alarm count from its ``tb`` folder
+    """
     import yaml
 
     config = _flatten(yaml.safe_load((folder / ".hydra" / "config.yaml").read_text()) or {})
@@ -101,7 +125,11 @@ def load_run(folder: Path, scalars: bool = False) -> Run:
 
 
 def read_scalars(tb: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
-    """The (step, value) points of ``tags`` in a run's TensorBoard folder (purged events dropped)."""
+    """The (step, value) points of ``tags`` in a run's TensorBoard folder (purged events dropped).
+
+    :param tb: the TensorBoard folder, whose subfolders (one per logger run) are read (missing: ``{}``)
+    :param tags: the scalar tags to read; tags no subfolder has are left out of the result
+    """
     if not tb.is_dir():
         return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -116,6 +144,11 @@ def read_scalars(tb: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, flo
 
 
 def group_name(run: Run, by: Sequence[str]) -> str:
+    """The group of ``run``: its config's values of the keys ``by``, joined by commas.
+
+    :param run: the run
+    :param by: flattened config keys (``"plasticity.preset"``); KeyError if the config lacks one
+    """
     missing = [key for key in by if key not in run.config]
     if missing:
         raise KeyError(f"{run.path}: config has no {missing}; keys: {', '.join(sorted(run.config)[:12])} ...")

@@ -20,7 +20,11 @@ from plastic_rl.report_runs import ALARMS, Run
 
 
 def score_table(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[int, int], float]]:
-    """group -> {(seed, task): score}; a task a seed's runs visited twice keeps its last visit."""
+    """group -> {(seed, task): score}; a task a seed's runs visited twice keeps its last visit.
+
+    :param runs: the runs, their ``group`` set
+    :param metric: a score of a ``Segment``: ``"auc"`` or ``"final"`` (``METRICS``)
+    """
     table: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)
     for run in runs:
         for segment in run.segments:
@@ -32,7 +36,11 @@ def matrices(table: dict[str, dict[tuple[int, int], float]], reference: str | No
     """group -> (seeds x tasks) array over the tasks every group has, normalized by the reference's
     per-task mean over seeds when given; also the tasks left out because that mean is not positive
     (a ratio to 0, or to a negative return, means nothing). If it is positive nowhere, the scores
-    stay raw (the third value is then every task)."""
+    stay raw (the third value is then every task). A group keeps the seeds that have every task.
+
+    :param table: ``score_table``'s
+    :param reference: the group to normalize by (None: raw scores); ValueError if not in ``table``
+    """
     tasks = sorted(set.intersection(*({t for _, t in cells} for cells in table.values())))
     if not tasks:
         raise ValueError("the groups share no task: nothing to compare")
@@ -63,6 +71,8 @@ def seeded_numpy(seed: int):
 
     rliable's ``StratifiedBootstrap.update_indices`` draws with ``np.random.choice`` (the global
     generator) whatever ``random_state`` says, so only this makes its confidence intervals repeatable.
+
+    :param seed: passed to ``np.random.seed``
     """
     state = np.random.get_state()
     np.random.seed(seed)
@@ -73,7 +83,12 @@ def seeded_numpy(seed: int):
 
 
 def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """group -> (IQM, CI low, CI high) over seeds x tasks, 95% stratified bootstrap (rliable)."""
+    """group -> (IQM, CI low, CI high) over seeds x tasks, 95% stratified bootstrap (rliable).
+
+    :param scores: group -> (seeds x tasks) array (``matrices``' first value)
+    :param reps: bootstrap repetitions
+    :param seed: numpy's global seed during the bootstrap (see ``seeded_numpy``)
+    """
     from rliable import library as rly
     from rliable import metrics
 
@@ -84,7 +99,13 @@ def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int = 0) 
 
 
 def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """group -> P(group > baseline) with its 95% CI (rliable's probability_of_improvement)."""
+    """group -> P(group > baseline) with its 95% CI (rliable's probability_of_improvement).
+
+    :param scores: group -> (seeds x tasks) array (``matrices``' first value)
+    :param baseline: the group every other one is compared with (a key of ``scores``; not in the result)
+    :param reps: bootstrap repetitions
+    :param seed: numpy's global seed during the bootstrap (see ``seeded_numpy``)
+    """
     from rliable import library as rly
     from rliable import metrics
 
@@ -100,7 +121,14 @@ def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: i
 def plasticity_gap(
     table: dict[str, dict[tuple[int, int], float]], reference: str, metric_tasks: list[int]
 ) -> dict[str, tuple[float, float]]:
-    """group -> (mean, sample std over seeds) of reference minus group on the late half of the tasks (returns)."""
+    """group -> (mean, sample std over seeds) of reference minus group on the late half of the tasks (returns).
+
+    Per seed: the mean over those tasks of the reference's mean score (over its seeds) minus the group's score.
+
+    :param table: ``score_table``'s (raw returns)
+    :param reference: the group compared with (not in the result)
+    :param metric_tasks: the tasks to compare, in order; the second half (from index ``len // 2``) is used
+    """
     late = metric_tasks[len(metric_tasks) // 2 :]
     ref = {t: np.mean([v for (s, task), v in table[reference].items() if task == t]) for t in late}
     out = {}
@@ -116,7 +144,16 @@ def plasticity_gap(
 
 
 def alarm_stats(run: Run, switch_every: int, total: int, window: float) -> dict[str, Any] | None:
-    """CUSUM alarms (env steps where the logged alarm count rose) against the switches of a run."""
+    """CUSUM alarms (env steps where the logged alarm count rose) against the switches of a run.
+
+    Returns switches, alarms, hits (switches with an alarm in the window), false alarms (in no window) and
+    the mean detection delay; None when the run logged no alarm count or has no switches.
+
+    :param run: the run, with the ``ALARMS`` scalar (the cumulative alarm count) read
+    :param switch_every: env steps between task switches (0: none)
+    :param total: env steps of the run: the switches are the multiples of ``switch_every`` below it
+    :param window: an alarm within ``window * switch_every`` env steps after a switch is a hit
+    """
     points = sorted(run.scalars.get(ALARMS, []))
     if not points or not switch_every:
         return None

@@ -22,12 +22,24 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown (GitHub pipe) table.
+
+    :param header: the column titles
+    :param rows: the rows' cells, written with ``str()``
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, float, float]]], normalized: bool) -> list[Path]:
+    """Write ``iqm.png``, ``curves.png`` and, if a run has ``TRACKED`` scalars, ``plasticity.png``; returns their paths.
+
+    :param out: an existing folder
+    :param runs: the runs, their ``group`` set
+    :param iqm: metric -> group -> (IQM, CI low, CI high) (``interval_estimates`` per metric)
+    :param normalized: whether the IQMs are of normalized scores (the axis label says so)
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,6 +106,17 @@ def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, f
 
 
 def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -> None:
+    """Write ``scores.csv``, ``iqm.csv`` and ``report.md``.
+
+    :param out: an existing folder
+    :param runs: the runs, their ``group`` set
+    :param result: ``report.report``'s numbers (``tasks``, ``iqm``, ``improvement``, ``gap``, ``per_task``, ``scores``, ``alarms``)
+    :param by: the config keys that named the groups
+    :param reference: the group the scores were normalized by (None: raw scores)
+    :param baseline: the group of the probability of improvement (None: no such column)
+    :param title: the heading of ``report.md``
+    :param hit_window: the CUSUM hit window, a fraction of a task (for the alarms section's heading)
+    """
     tasks = result["tasks"]
     normalized = reference is not None
     with (out / "scores.csv").open("w", newline="") as f:

@@ -25,6 +25,12 @@ def warmup_cosine(s: int, warmup: int, decay: int, peak: float, floor: float) ->
     f(s) = floor                                                          afterwards
     So the first step after a restart already learns (factor > floor) and the peak is reached on step
     ``warmup - 1`` and held for one more step at the start of the decay.
+
+    :param s: optimizer steps since the (re)start
+    :param warmup: length of the linear warm-up, in steps (0: start at ``peak``)
+    :param decay: length of the cosine decay from ``peak`` to ``floor``, in steps
+    :param peak: the factor at the end of the warm-up (a multiplier of the owner's lr: 1.0 is the owner's lr)
+    :param floor: the factor the warm-up starts from and the decay ends at, held afterwards
     """
     if s < warmup:
         return floor + (peak - floor) * (s + 1) / warmup
@@ -68,7 +74,10 @@ class Schedule:
 class CyclicRewarm(Schedule):
     """Warm-up to ``peak`` then cosine to ``floor``, restarted every ``period`` steps (and on ``rewarm()``).
 
-    Defaults: ``warmup = period // 10``, ``peak = 1.0`` (the owner's lr), ``floor = 0.1``.
+    :param period: steps between restarts (>= 1); each cycle is the warm-up then a cosine decay over the rest
+    :param warmup: warm-up steps of each cycle, <= ``period`` (None: ``period // 10``)
+    :param peak: the factor at the end of the warm-up, a multiplier of the owner's lr (1.0: the owner's lr)
+    :param floor: the factor the warm-up rises from and the decay falls to, a multiplier of the owner's lr, in [0, peak]
     """
 
     def __init__(self, period: int, warmup: int | None = None, peak: float = 1.0, floor: float = 0.1):
@@ -97,21 +106,29 @@ class CyclicRewarm(Schedule):
 class CusumRewarm(Schedule):
     """Re-warm when a one-sided CUSUM detector sees the loss rise (a change point in the data stream).
 
-    The lr factor follows ``warmup_cosine`` from the start and from every alarm: warm-up over
-    ``warmup`` steps to ``peak``, cosine over ``decay`` steps to ``floor``, then ``floor`` until the
-    next alarm.
+    The lr factor follows ``warmup_cosine`` from the start and from every alarm, then ``floor`` until the next alarm.
 
     Detector (Page 1954), on the loss x_t:
       z_t = clip((x_t - mu) / sigma, -clip, clip);  S_t = max(0, S_{t-1} + z_t - drift);  alarm if S_t > threshold.
     mu and sigma are first estimated over ``burn_in`` losses, then tracked with a slow exponential
-    moving average (rate ``alpha``, a ~1/alpha-step memory): slow enough that a rise is not absorbed
-    while the evidence for it accumulates, fast enough to follow a decreasing training loss. (Updating
-    only while S == 0 looks tempting but biases mu and sigma low: it keeps the low samples and drops
-    the high ones, and false alarms follow.) Clipping z bounds what one outlier can add.
-    After an alarm the detector ignores ``cooldown`` losses (default: the warm-up, whose own lr change
-    moves the loss) and then re-learns its baseline. With the defaults a rise of one noise standard
-    deviation is detected in 30-60 steps, and 10 x 20,000 steps of stationary Gaussian noise, or of a
-    decaying loss with Student-t noise, raise no alarm (tests/test_schedules.py).
+    moving average: slow enough that a rise is not absorbed while the evidence for it accumulates, fast
+    enough to follow a decreasing training loss. (Updating only while S == 0 looks tempting but biases
+    mu and sigma low: it keeps the low samples and drops the high ones, and false alarms follow.)
+    With the defaults a rise of one noise standard deviation is detected in 30-60 steps, and 10 x 20,000
+    steps of stationary Gaussian noise, or of a decaying loss with Student-t noise, raise no alarm
+    (tests/test_schedules.py).
+
+    :param warmup: steps of the linear warm-up from ``floor`` to ``peak`` after the start and every alarm
+    :param decay: steps of the cosine decay from ``peak`` to ``floor`` that follows
+    :param peak: the factor at the end of the warm-up, a multiplier of the owner's lr (1.0: the owner's lr)
+    :param floor: the factor the warm-up rises from and the decay falls to (held until the next alarm), in [0, peak]
+    :param threshold: alarm when S_t exceeds it, in loss standard deviations (a sum of z's)
+    :param drift: subtracted from every z, in loss standard deviations: a rise smaller than it accumulates nothing
+    :param alpha: rate of the moving average of mu and sigma after the burn-in, in (0, 1): a ~1/alpha-step memory
+    :param burn_in: losses that first estimate mu and sigma (>= 2), at the start and again after each alarm
+    :param cooldown: losses ignored after an alarm or ``rewarm()`` before the burn-in (None: ``warmup``,
+        whose own lr change moves the loss)
+    :param clip: bound on |z|, in loss standard deviations: what one outlier can add to S_t
     """
 
     def __init__(
@@ -202,6 +219,12 @@ class OnDemandRewarm(Schedule):
     of warm-starting): before the first ``rewarm()`` the network trains exactly as it would without a
     schedule (``idle=1``), which ``CyclicRewarm`` (restarts by itself) and ``CusumRewarm`` (warms up at
     step 0) cannot do.
+
+    :param warmup: steps of the linear warm-up from ``floor`` to ``peak`` after each ``rewarm()``
+    :param decay: steps of the cosine decay from ``peak`` to ``floor`` that follows; ``floor`` is held afterwards
+    :param peak: the factor at the end of the warm-up, a multiplier of the owner's lr (1.0: the owner's lr)
+    :param floor: the factor the warm-up rises from and the decay falls to (held until the next ``rewarm()``), in [0, peak]
+    :param idle: the factor before the first ``rewarm()`` (1.0: the owner's lr, as without a schedule)
     """
 
     def __init__(self, warmup: int, decay: int, peak: float = 1.0, floor: float = 0.1, idle: float = 1.0):
@@ -233,7 +256,11 @@ SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm, "on-demand": OnDemand
 
 
 def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:
-    """Build a schedule from a name (a key of ``SCHEDULES``: ``"cyclic"``, ``"cusum"``, ``"on-demand"``; or None)."""
+    """Build a schedule from a name, or None for no schedule.
+
+    :param kind: a key of ``SCHEDULES`` (``"cyclic"``, ``"cusum"``, ``"on-demand"``), or None / ``"none"`` (returns None)
+    :param kwargs: the schedule's keywords (e.g. ``period=10_000`` for ``"cyclic"``)
+    """
     if kind is None or kind == "none":
         return None
     if kind not in SCHEDULES:

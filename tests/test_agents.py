@@ -267,6 +267,12 @@ def test_bad_plasticity_settings():
         PlasticPPO("MlpPolcy", "CartPole-v1")
     with pytest.raises(TypeError, match="got an environment twice"):
         PlasticPPO("CartPole-v1", "CartPole-v1")
+    with pytest.raises(ValueError, match=r"diagnostics_freq=-1 must be an int >= 0 \(0 turns diagnostics off\)"):
+        PlasticPPO("CartPole-v1", diagnostics_freq=-1)
+    with pytest.raises(ValueError, match=r"diagnostics_batch=0 must be an int >= 1 \(diagnostics_freq=0 turns diagnostics off\)"):
+        PlasticDQN("CartPole-v1", diagnostics_batch=0)  # a batch of 0 once measured the whole buffer ([-0:])
+    with pytest.raises(ValueError, match=r"diagnostics_tau=1.0 is outside \[0, 1\)"):
+        PlasticSAC("Pendulum-v1", diagnostics_tau=1.0)
 
 
 def test_wrong_action_spaces_keep_sb3s_errors():

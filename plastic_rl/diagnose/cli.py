@@ -106,6 +106,10 @@ def _cli_setup(threads: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input or file error, 1 unexpected error, 130 interrupted).
+
+    :param argv: the arguments after the program name (see ``--help``); None: ``sys.argv[1:]``.
+    """
     args = _parser().parse_args(argv)
 
     def log(message: str) -> None:

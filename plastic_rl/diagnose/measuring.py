@@ -65,15 +65,19 @@ def diagnose(
 ) -> list[dict[str, Any]]:
     """Diagnose checkpoints; one row per checkpoint x network, ordered by series, step, network.
 
-    ``path_or_paths``: checkpoint zips and/or run folders (see the module docstring for series).
-    ``env``: env id to collect observations in (default: the id the checkpoint records). ``backend``:
-    ``"envpool"``, ``"gymnasium"`` or ``"auto"`` (training's rule) to make it on; default: the backend
-    the checkpoint records it was trained on (``plastic_rl.env_ids.checkpoint_backend``).
-    ``obs``: a ``.npy``/``.npz`` path or an array (dict of arrays for Dict spaces) instead of collecting.
-    ``n_obs``: batch size (the first ``n_obs`` rows of ``obs``). ``seed``: env seed of the collection.
-    ``obs_from``: ``"first"`` or ``"last"`` checkpoint of a series collects its batch and supplies the
-    critics' actions. ``save_obs``: write the (last series') batch to this ``.npy``/``.npz``.
-    ``log``: callable taking one-line notes (the CLI passes a stderr printer).
+    :param path_or_paths: checkpoint zip(s) and/or run folder(s) (see the module docstring for series).
+    :param env: env id to collect observations in (default: the id the checkpoint records).
+    :param obs: a ``.npy``/``.npz`` path or an array (dict of arrays for Dict spaces) instead of collecting.
+    :param n_obs: batch size (with ``obs``: its first ``n_obs`` rows).
+    :param seed: env seed of the collection (env i gets ``seed + i``).
+    :param tau: dormant threshold of ``diagnostics.measure``.
+    :param delta: srank's delta of ``diagnostics.measure``.
+    :param obs_from: ``"first"`` or ``"last"``: which checkpoint of a series collects its batch and supplies the critics' actions.
+    :param n_envs: parallel envs of the collection (at most ``n_obs``).
+    :param backend: ``"envpool"``, ``"gymnasium"`` or ``"auto"`` (training's rule) to make the env on; None: the backend
+        the checkpoint records it was trained on (``plastic_rl.env_ids.checkpoint_backend``).
+    :param save_obs: write the (last series') batch to this ``.npy`` (``.npz`` for Dict spaces).
+    :param log: callable taking one-line notes (the CLI passes a stderr printer); None: silent.
 
     A row holds ``series``, ``checkpoint``, ``step``, ``algorithm``, ``network``, ``n_obs``,
     ``observations`` (where the batch came from), every key of ``diagnostics.measure`` (aggregates and

@@ -240,7 +240,10 @@ FORMATS: dict[str, Callable[..., RowWriter]] = {"json": JSONOutputFormat, "csv":
 
 
 def make_output_format(_format: str, target: Any = None, **kwargs: Any) -> RowWriter:
-    """A writer by name (SB3's ``make_output_format``): ``target`` is its file or folder (the console's file)."""
+    """A writer by name (SB3's ``make_output_format``): ``_format`` is a key of ``FORMATS``; other keywords go to the writer.
+
+    :param target: the file (json, csv) or folder (plots, tensorboard) to write to; for table, the console's file (None: stdout).
+    """
     if _format not in FORMATS:
         raise ValueError(f"unknown output format {_format!r}; accepted: {', '.join(FORMATS)}")
     if _format == "table":
@@ -249,25 +252,48 @@ def make_output_format(_format: str, target: Any = None, **kwargs: Any) -> RowWr
 
 
 def write_json(rows: list[dict], path) -> None:
-    """A JSON array of the rows; non-finite numbers (an infinite Delta_C) are written as null."""
+    """A JSON array of the rows; non-finite numbers (an infinite Delta_C) are written as null.
+
+    :param rows: the rows ``diagnose`` returns.
+    :param path: the ``.json`` file to write (overwritten).
+    """
     JSONOutputFormat(path).write(rows)
 
 
 def write_csv(rows: list[dict], path) -> None:
-    """One line per row, one column per key of any row (empty where a metric does not apply)."""
+    """One line per row, one column per key of any row (empty where a metric does not apply).
+
+    :param rows: the rows ``diagnose`` returns.
+    :param path: the ``.csv`` file to write (overwritten).
+    """
     CSVOutputFormat(path).write(rows)
 
 
 def write_plots(rows: list[dict], out) -> list[Path]:
-    """``<out>/<family>.png`` for every family with data: one panel per metric, one line per network."""
+    """``<out>/<family>.png`` for every family with data: one panel per metric, one line per network.
+
+    :param rows: the rows ``diagnose`` returns.
+    :param out: the folder to write the PNGs to (created if missing).
+    :return: the files written.
+    """
     return PlotOutputFormat(out).write(rows)
 
 
 def write_tensorboard(rows: list[dict], logdir) -> list[Path]:
-    """Scalars ``diagnose/<network>/<metric>[/<layer>]`` at each checkpoint's step (see TensorBoardOutputFormat)."""
+    """Scalars ``diagnose/<network>/<metric>[/<layer>]`` at each checkpoint's step (see TensorBoardOutputFormat).
+
+    :param rows: the rows ``diagnose`` returns.
+    :param logdir: the TensorBoard log folder (several series: one subfolder each).
+    :return: the folders written.
+    """
     return TensorBoardOutputFormat(logdir).write(rows)
 
 
 def print_tables(rows: list[dict], layers: bool | None = None, file=None) -> None:
-    """The console tables (see TableOutputFormat)."""
+    """The console tables (see TableOutputFormat).
+
+    :param rows: the rows ``diagnose`` returns.
+    :param layers: print each network's per-layer table; None: only for a series of a single checkpoint.
+    :param file: the file to print to; None: stdout.
+    """
     TableOutputFormat(file, layers).write(rows)

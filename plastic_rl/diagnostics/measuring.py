@@ -34,8 +34,13 @@ from plastic_rl.diagnostics.table import METRIC, METRICS
 def measure(model: nn.Module, inputs: Any, tau: float = 0.025, delta: float = 0.01, *, forward: Forward | None = None) -> dict[str, float]:
     """Every diagnostic of the module docstring, per layer (``"<metric>/<layer>"``) and aggregated.
 
-    One forward pass ``forward(model, inputs)`` (default ``model(inputs)``) in eval mode under no_grad;
-    parameters, grads, train/eval modes and hooks are left exactly as they were.
+    One forward pass in eval mode under no_grad; parameters, grads, train/eval modes and hooks are left exactly as they were.
+
+    :param model: the network; it needs a Linear/Conv layer and an activation module.
+    :param inputs: the batch: a tensor or array (or a dict of them), moved to the model's device (floats to its dtype).
+    :param tau: dormant threshold in [0, 1): a unit is dormant when m_i / mean_j m_j <= tau.
+    :param delta: srank's delta in (0, 1): srank counts the singular values carrying (1 - delta) of their sum.
+    :param forward: callable ``forward(model, inputs)`` running the layers to diagnose; None: ``model(inputs)``.
     """
     tau = _check_tau(tau)
     delta = _check_delta(delta)
@@ -100,6 +105,11 @@ def dormant_units(model: nn.Module, inputs: Any, tau: float = 0.025, *, forward:
     """Per hidden layer, the bool mask of its tau-dormant units on ``inputs`` (CPU), keyed like ``measure``.
 
     Only activations fed by a weight layer (a unit there has incoming weights to reset), first call.
+
+    :param model: the network (left unchanged).
+    :param inputs: the batch, as for :func:`measure`.
+    :param tau: dormant threshold in [0, 1) (see :func:`dormant_mask`); 0: dead units only.
+    :param forward: callable ``forward(model, inputs)``; None: ``model(inputs)``.
     """
     tau = _check_tau(tau)
     captures, _ = _capture(model, inputs, forward)
@@ -115,6 +125,10 @@ class FeatureSnapshot:
     Attributes: ``phi[key]`` (B, U) float64 on CPU (conv: spatial mean); ``pattern[key]`` (B, U * P)
     bool on CPU (conv: every position); ``family[key]``; ``fingerprint`` (shape, dtype, sha256 per
     input tensor). Same hooks and keys as :func:`measure`; the model is left unchanged.
+
+    :param model: the network.
+    :param inputs: the batch, as for :func:`measure` (take both snapshots of a comparison on the same one).
+    :param forward: callable ``forward(model, inputs)``; None: ``model(inputs)``.
     """
 
     def __init__(self, model: nn.Module, inputs: Any, *, forward: Forward | None = None):
@@ -137,7 +151,11 @@ class FeatureSnapshot:
 
 
 def compare(before: FeatureSnapshot, after: FeatureSnapshot) -> dict[str, float]:
-    """Per layer ``delta_c/<layer>``, ``delta_a/<layer>`` and the aggregates ``delta_c``, ``delta_a``."""
+    """Per layer ``delta_c/<layer>``, ``delta_a/<layer>`` and the aggregates ``delta_c``, ``delta_a``.
+
+    :param before: the earlier snapshot (Delta_C's reference C).
+    :param after: the later snapshot, on the same inputs and with the same layers (else ``ValueError``).
+    """
     if before.fingerprint != after.fingerprint:
         raise ValueError("snapshots were taken on different inputs; take both on the same batch")
     if set(before.phi) != set(after.phi):

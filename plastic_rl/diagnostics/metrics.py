@@ -50,6 +50,9 @@ def dormant_mask(h: Any, tau: float = 0.025) -> torch.Tensor:
 
     The unit-by-unit form of ``dormant_ratio`` (every unit when nothing fires); ReDo
     (``interventions.redo``) resets exactly these units.
+
+    :param h: one activation's output, ``(B, U)`` or ``(B, C, *spatial)`` (unit = channel); a tensor or array.
+    :param tau: dormant threshold in [0, 1) on the unit's score m_i / mean_j m_j; 0: dead units only.
     """
     tau = _check_tau(tau)
     m = _units_first(h).abs().double().mean(dim=(0, 2))  # m_i = E_{x,p} |h_i|
@@ -69,14 +72,19 @@ def dormant_ratio(h: Any, tau: float = 0.025) -> float:
     """Fraction of tau-dormant units: score_i = m_i / mean_j m_j <= tau (tau = 0: dead units).
 
     Sokar et al. 2023: a unit whose output is small relative to its layer has stopped contributing.
-    ``h`` is ``(B, U)`` or ``(B, C, *spatial)`` (unit = channel, positions averaged like inputs).
+
+    :param h: one activation's output, ``(B, U)`` or ``(B, C, *spatial)`` (unit = channel, positions averaged like inputs).
+    :param tau: dormant threshold in [0, 1) on the unit's score m_i / mean_j m_j.
     """
     count, units = _dormant_count(h, tau)
     return count / units
 
 
 def fau(h: Any) -> float:
-    """Fraction of active units: E_{x,i,p} [h > 0] (the part of the network on its linear piece)."""
+    """Fraction of active units: E_{x,i,p} [h > 0] (the part of the network on its linear piece).
+
+    :param h: one activation's output, ``(B, U)`` or ``(B, C, *spatial)`` (unit = channel); a tensor or array.
+    """
     return float((_units_first(h) > 0).double().mean())
 
 
@@ -94,6 +102,10 @@ def saturated_ratio(h: Any, low: float = -1.0, high: float = 1.0) -> float:
     """Fraction of units saturated (|z| > 0.99, z = h rescaled to [-1, 1]) on more than half the inputs.
 
     A saturated unit passes (almost) no gradient: the bounded activations' analogue of a dead unit.
+
+    :param h: one activation's output, ``(B, U)`` or ``(B, C, *spatial)`` (unit = channel); a tensor or array.
+    :param low: the activation's lower bound (tanh: -1, sigmoid: 0; see ``layers.saturation_bounds``).
+    :param high: its upper bound (> ``low``).
     """
     count, units = _saturated_count(h, low, high)
     return count / units
@@ -108,7 +120,10 @@ def _features(h: torch.Tensor) -> torch.Tensor:
 
 
 def singular_values(phi: Any) -> torch.Tensor:
-    """Singular values of the (uncentered) feature matrix Phi, float64, descending."""
+    """Singular values of the (uncentered) feature matrix Phi, float64, descending.
+
+    :param phi: the ``(B, U)`` feature matrix (conv: average the positions first).
+    """
     phi = _as_tensor(phi).detach()
     if phi.dim() != 2:
         raise ValueError(f"feature matrix of shape {tuple(phi.shape)}: expected (batch, units)")
@@ -121,7 +136,11 @@ def _sv(s: Any) -> torch.Tensor:
 
 
 def srank(s: Any, delta: float = 0.01) -> int:
-    """srank_delta: the fewest singular values carrying (1 - delta) of their sum (Kumar et al. 2021)."""
+    """srank_delta: the fewest singular values carrying (1 - delta) of their sum (Kumar et al. 2021).
+
+    :param s: singular values (any order; flattened); 0 when empty or all zero.
+    :param delta: the share in (0, 1) of the singular values' sum that may be left out.
+    """
     delta = _check_delta(delta)
     s = _sv(s)
     if s.numel() == 0:
@@ -134,7 +153,10 @@ def srank(s: Any, delta: float = 0.01) -> int:
 
 
 def effective_rank(s: Any) -> float:
-    """exp(entropy(s / sum s)): a smooth count of the directions the features spread over."""
+    """exp(entropy(s / sum s)): a smooth count of the directions the features spread over.
+
+    :param s: singular values (any order; flattened); 0 when empty or all zero.
+    """
     s = _sv(s)
     total = s.sum()
     if s.numel() == 0 or total <= 0:
@@ -145,7 +167,10 @@ def effective_rank(s: Any) -> float:
 
 
 def stable_rank(s: Any) -> float:
-    """sum s_i^2 / s_max^2 = ||Phi||_F^2 / ||Phi||_2^2: rank that ignores tiny singular values."""
+    """sum s_i^2 / s_max^2 = ||Phi||_F^2 / ||Phi||_2^2: rank that ignores tiny singular values.
+
+    :param s: singular values (any order; flattened); 0 when empty or all zero.
+    """
     s = _sv(s)
     if s.numel() == 0 or s[0] <= 0:
         return 0.0
@@ -156,7 +181,11 @@ def stable_rank(s: Any) -> float:
 
 
 def delta_c(phi_a: Any, phi_b: Any) -> float:
-    """||C_b - C_a||_F / ||C_a||_F with C = Phi^T Phi / B: how much the feature second moment moved."""
+    """||C_b - C_a||_F / ||C_a||_F with C = Phi^T Phi / B: how much the feature second moment moved.
+
+    :param phi_a: the reference ``(B, U)`` features (0 if both C are 0, inf if only C_a is).
+    :param phi_b: the ``(B, U)`` features on the same inputs, of the same shape.
+    """
     a = _as_tensor(phi_a).detach().to(torch.float64)
     b = _as_tensor(phi_b).detach().to(torch.float64)
     if a.shape != b.shape or a.dim() != 2:
@@ -180,6 +209,10 @@ def _flip_count(pat_a: Any, pat_b: Any) -> tuple[int, int]:
 
 
 def delta_a(pat_a: Any, pat_b: Any) -> float:
-    """Fraction of (input, unit, position) on/off entries [h > 0] that flipped between two patterns."""
+    """Fraction of (input, unit, position) on/off entries [h > 0] that flipped between two patterns.
+
+    :param pat_a: the first on/off pattern (nonzero = on), e.g. ``FeatureSnapshot.pattern[key]``.
+    :param pat_b: the second, of the same shape; 0 when both are empty.
+    """
     flips, total = _flip_count(pat_a, pat_b)
     return flips / total if total else 0.0

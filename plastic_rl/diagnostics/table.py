@@ -20,11 +20,20 @@ AGGREGATES = {
 
 @dataclass(frozen=True)
 class Metric:
+    """One row of the metric table.
+
+    :param name: the metric's key in ``measure``'s and ``diagnose``'s rows (``<name>`` and ``<name>/<layer>``).
+    :param family: diagnose's plot family: ``"activity"``, ``"rank"``, ``"norms"`` or ``"change"``.
+    :param aggregate: how a network's value is formed from its layers': a key of ``AGGREGATES``.
+    :param applies: the activation families (``layers.activation_family``) it means something for; None: all.
+    :param short: diagnose's column label, where the name is long; None: the name.
+    """
+
     name: str
-    family: str  # diagnose's plot family: activity, rank, norms, change
-    aggregate: str  # a key of AGGREGATES
-    applies: tuple[str, ...] | None = None  # activation families (layers.activation_family) it means something for; None: all
-    short: str | None = None  # diagnose's column label, where the name is long
+    family: str
+    aggregate: str
+    applies: tuple[str, ...] | None = None
+    short: str | None = None
 
     @property
     def label(self) -> str:
