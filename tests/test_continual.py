@@ -78,6 +78,14 @@ def test_atari_sequence_composes_and_runs_a_few_steps(tmp_path):
     assert result["tasks"] == [0, 1]
 
 
+def test_constant_lr_arms_multiply_the_suites_lr():
+    suite = continual.Suite("s", [], lr=1e-4, tasks=1, steps_per_task=100, optimizer_steps_per_task=100, sequence=False)
+    for arm, factor in (("none", 1), ("none-2x", 2), ("none-4x", 4), ("none-8x", 8), ("nap", 1), ("nap-4x", 4)):
+        plasticity, lr = continual.arm_overrides(arm, suite)
+        assert plasticity == f"plasticity={arm.split('-')[0]}" and lr == f"agent.kwargs.learning_rate={1e-4 * factor:g}"
+    assert "none-8x" in continual.CONSTANT_LR_ARMS and "none-8x" in continual.ARMS
+
+
 def test_bad_arguments_are_one_line(capsys):
     for args, words in ((["--arms", "nope"], "--arms: ['nope'] unknown"), (["--tasks", "1"], "a sequence needs at least 2 tasks"),
                         (["--replay-ratio", "2"], "--replay-ratio=2.0 must be in (0, 1]")):  # fmt: skip
