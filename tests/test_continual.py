@@ -86,6 +86,12 @@ def test_constant_lr_arms_multiply_the_suites_lr():
     assert "none-8x" in continual.CONSTANT_LR_ARMS and "none-8x" in continual.ARMS
 
 
+def test_gap_verdicts_read_the_sign():
+    assert continual.gap_verdict(63.0, 58.1, "fresh") == "below `fresh` by more than the seed spread"
+    assert continual.gap_verdict(-1.2, 0.3, "none") == "above `none` by more than the seed spread"
+    assert continual.gap_verdict(8.6, 104.4, "fresh") == continual.gap_verdict(-0.2, 0.3, "none") == "within the seed spread"
+
+
 def test_bad_arguments_are_one_line(capsys):
     for args, words in ((["--arms", "nope"], "--arms: ['nope'] unknown"), (["--tasks", "1"], "a sequence needs at least 2 tasks"),
                         (["--replay-ratio", "2"], "--replay-ratio=2.0 must be in (0, 1]")):  # fmt: skip

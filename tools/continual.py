@@ -172,6 +172,15 @@ def launch(overrides: list[str], suite: Suite, args: argparse.Namespace, log: Pa
         return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
 
 
+def gap_verdict(gap: float, spread: float, reference: str) -> str:
+    """What a plasticity gap (reference minus arm, mean +- std over seeds) says: a positive gap is a loss
+    of plasticity, a negative one an arm that learns better than the reference."""
+    if abs(gap) <= spread:
+        return "within the seed spread"
+    side = "below" if gap > 0 else "above"
+    return f"{side} `{reference}` by more than the seed spread"
+
+
 def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -> list[str]:
     """The benchmark's questions, answered from the report's numbers (module docstring of the issue)."""
     from rliable import library as rly
@@ -187,8 +196,7 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
         lines.append(f"Plasticity gap (`{reference}` minus the arm {where}, AUC in returns, mean +- std over seeds):")
         for arm in [a for a in arms if a in gaps]:
             gap, spread = gaps[arm]
-            verdict = "exceeds" if gap > spread else "does not exceed"
-            lines.append(f"- `{arm}`: {gap:.1f} +- {spread:.1f} ({verdict} the seed spread)")
+            lines.append(f"- `{arm}`: {gap:.1f} +- {spread:.1f} ({gap_verdict(gap, spread, reference)})")
         lines.append("")
     scores = result["scores"]["auc"]
     iqm = result["iqm"]["auc"]
