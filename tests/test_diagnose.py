@@ -450,6 +450,9 @@ def test_training_and_diagnose_pick_the_same_backend(tmp_path):
     assert read_checkpoint(tmp_path / "cli.zip").env_backend == trained_on
     (row,) = diagnose(tmp_path / "cli.zip", n_obs=16, n_envs=2)
     assert row["observations"] == f"CartPole-v1 seed 0 ({trained_on}) by cli.zip"
+    # another --env than the recorded one: the record says nothing about it, so the SB3 way (gymnasium first)
+    (row,) = diagnose(tmp_path / "cli.zip", env="CartPole-v0", n_obs=16, n_envs=2)
+    assert row["observations"] == "CartPole-v0 seed 0 (gymnasium) by cli.zip"
     assert "DiagnoseTinyImage-v0" not in envpool_ids()  # envpool lacks it: gymnasium makes it, in both
     assert resolve_backend("DiagnoseTinyImage-v0") == "gymnasium"
 

@@ -9,7 +9,7 @@ checkpoint's env with its policy. Nothing here writes to a checkpoint.
 Errors are ``FileNotFoundError`` / ``ValueError`` whose message is ``"<file>: <problem>"`` on one line.
 """
 
-from plastic_rl.checkpoints.collect import N_ENVS, UnknownEnv, check_env, collect_obs, env_backend, make_env
+from plastic_rl.checkpoints.collect import N_ENVS, UnknownEnv, collect_obs, env_backend, make_env
 from plastic_rl.checkpoints.loading import Forward, load, networks, reference_actions
 from plastic_rl.checkpoints.observations import as_tensor, fit_obs, load_obs, n_rows
 from plastic_rl.checkpoints.zips import (
@@ -27,5 +27,5 @@ from plastic_rl.checkpoints.zips import (
 __all__ = [
     "ALGOS", "SUPPORTED", "TEMPORARY_PREFIX", "ZIP_MAGIC", "N_ENVS", "Algo", "Checkpoint", "Forward", "UnknownEnv",
     "fail", "find_checkpoints", "read_checkpoint", "load", "networks", "reference_actions", "as_tensor", "fit_obs",
-    "load_obs", "n_rows", "check_env", "collect_obs", "env_backend", "make_env",
+    "load_obs", "n_rows", "collect_obs", "env_backend", "make_env",
 ]  # fmt: skip

@@ -55,9 +55,6 @@ def env_backend(env_id: str, where: Path, recorded: str | None = None) -> str:
     return backend
 
 
-check_env = env_backend
-
-
 def collect_obs(model: Any, env_id: str, n_obs: int, seed: int, where: Path, n_envs: int = N_ENVS, backend: str | None = None) -> Any:
     """``n_obs`` observations visited by the model's deterministic policy in ``env_id``.
 
@@ -81,7 +78,9 @@ def _make_vec_env(env_id: str, n_envs: int, seed: int, where: Path, backend: str
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-    if env_backend(env_id, where, backend) == "gymnasium":
+    # diagnose resolved (and checked) the backend before loading anything: don't make the env twice to check it again
+    kind = backend if backend in ("envpool", "gymnasium") else env_backend(env_id, where, backend)
+    if kind == "gymnasium":
         venv: VecEnv = DummyVecEnv([lambda: make_env(env_id, where)] * n_envs)
     else:
         try:
