@@ -8,10 +8,19 @@ from __future__ import annotations
 import sys
 
 COMMANDS = ("train", "diagnose")
+USAGE = """usage: plastic-rl {train,diagnose} [ARGS ...]
+
+  train     train an agent (Hydra overrides: env=Atari agent=dqn plasticity=nap ...);
+            the same as python -m plastic_rl.train; plastic-rl train --help lists the options
+  diagnose  measure the plasticity of a run folder or an SB3 zip;
+            the same as python -m plastic_rl.diagnose; plastic-rl diagnose --help lists the options"""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in COMMANDS:
         given = repr(argv[0]) if argv else "nothing"
         print(f"error: plastic-rl needs a command, got {given}; accepted: {', '.join(COMMANDS)}", file=sys.stderr)

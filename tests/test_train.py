@@ -85,7 +85,7 @@ def same_parameters(a: Path, b: Path) -> bool:
 
 
 def test_configs_compose_and_presets_match_the_agents():
-    agents = sorted(p.stem for p in (ROOT / "configs" / "agent").glob("*.yaml"))
+    agents = sorted(p.stem for p in (ROOT / "plastic_rl" / "configs" / "agent").glob("*.yaml"))
     algorithms = set()
     for env in ("CartPole", "Atari", "MuJoCo", "NonStationary"):
         for agent in agents:

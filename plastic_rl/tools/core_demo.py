@@ -76,7 +76,16 @@ def run(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = load_config("demo", sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        from importlib.resources import files
+
+        defaults = (files("plastic_rl.configs") / "demo.yaml").read_text()
+        print(
+            f"usage: python -m plastic_rl.tools.core_demo [key=value ...]\n\n{__doc__.strip()}\n\nsettings (configs/demo.yaml):\n{defaults}"
+        )
+        return
+    cfg = load_config("demo", argv)
     start = time.perf_counter()
     run(cfg)
     print(f"done in {time.perf_counter() - start:.1f} s")
