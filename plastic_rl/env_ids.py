@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
+from collections.abc import Iterable
 
 BACKENDS = ("auto", "envpool", "gymnasium")
 
@@ -62,29 +64,91 @@ def is_envpool_atari(env_id: str) -> bool:
     return envpool_family(env_id) == "envpool.atari"
 
 
-def close_matches(env_id: str, n: int = 5) -> list[str]:
-    """The known ids nearest to ``env_id`` (difflib over gymnasium's registry and envpool's list).
+MATCH_CUTOFF = 0.75  # difflib similarity an id needs to be offered as a close match (0.6 offered random ids)
+_VERSION = re.compile(r"-v\d+$")
 
-    :param env_id: the id looked for; compared case-insensitively when nothing matches as written.
-    :param n: at most this many matches, nearest first.
+
+def _name(env_id: str) -> str:
+    """An id's name, compared across versions and namespaces: ``plastic_rl/MinAtar-Breakout-v1`` -> ``minatar-breakout``."""
+    return _VERSION.sub("", env_id.lower().rsplit("/", 1)[-1])
+
+
+def close_matches(env_id: str, n: int = 5, ids: Iterable[str] | None = None) -> list[str]:
+    """The known ids nearest to ``env_id``, nearest first; only those at least ``MATCH_CUTOFF`` similar.
+
+    An id's similarity is difflib's ratio, case-insensitively, of the whole ids or of their names without the
+    version and namespace, whichever is higher (``pong`` finds ``Pong-v5``; ``NotAnEnv-v9`` finds nothing).
+
+    :param env_id: the id looked for.
+    :param n: at most this many matches.
+    :param ids: the ids to search; None: gymnasium's registry and envpool's list.
     """
-    candidates = sorted(envpool_ids() | gymnasium_ids())
-    matches = difflib.get_close_matches(env_id, candidates, n=n, cutoff=0.6)
-    if not matches:  # e.g. "pong": compare case-insensitively before giving up
-        lowered = {c.lower(): c for c in candidates}
-        matches = [lowered[m] for m in difflib.get_close_matches(env_id.lower(), list(lowered), n=n, cutoff=0.5)]
-    return matches
+    candidates = sorted(envpool_ids() | gymnasium_ids() if ids is None else set(ids))
+    whole, name = env_id.lower(), _name(env_id)
+    scored = []
+    for candidate in candidates:
+        full = difflib.SequenceMatcher(None, whole, candidate.lower()).ratio()
+        score = max(full, difflib.SequenceMatcher(None, name, _name(candidate)).ratio())
+        if score >= MATCH_CUTOFF:
+            scored.append((-score, -full, candidate))
+    return [candidate for _, _, candidate in sorted(scored)[:n]]
 
 
-def unknown_id_error(env_id: str, where: str = "envpool or gymnasium") -> ValueError:
-    """The ValueError for an id that was not found, naming its close matches.
+# The families of ids, by the module that implements them (a gymnasium entry point's package, or envpool's family).
+FAMILIES = {"classic_control": "classic control", "atari": "Atari", "ale_py": "Atari", "mujoco": "MuJoCo",
+            "mujoco.gym": "MuJoCo", "minatar": "MinAtar", "box2d": "Box2D", "toy_text": "toy text",
+            "mujoco.dmc": "DeepMind Control", "procgen": "Procgen", "minigrid": "MiniGrid", "vizdoom": "ViZDoom",
+            "mujoco.myosuite": "MyoSuite", "mujoco.robotics": "Gymnasium-Robotics", "mujoco.metaworld": "Meta-World",
+            "mujoco.playground": "MuJoCo Playground", "highway": "highway-env", "jumanji": "Jumanji", "pgx": "Pgx",
+            "gfootball": "Google Research Football", "gymnasium": "gymnasium (legacy)"}  # fmt: skip
+# The families plastic_rl's env configs train on: a message names them first, each with an example.
+EXAMPLES = {"classic control": "CartPole-v1", "Atari": "Pong-v5", "MuJoCo": "HalfCheetah-v4",
+            "MinAtar": "plastic_rl/MinAtar-Breakout-v1"}  # fmt: skip
+
+
+def family(env_id: str) -> str:
+    """The family of a known id (``"classic control"``, ``"Atari"``, ``"MuJoCo"``, ``"MinAtar"``, ...).
+
+    :param env_id: an id of envpool's list or gymnasium's registry.
+    """
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)  # gymnasium's first: naming the family of its ids never imports envpool
+    if spec is not None:
+        entry = spec.entry_point
+        module = entry.split(":")[0] if isinstance(entry, str) else str(getattr(entry, "__module__", ""))
+        parts = module.split(".")  # gymnasium.envs.<family>..., plastic_rl.envs.<family>, or a plugin (ale_py)
+        key = parts[2] if len(parts) > 2 and parts[1] == "envs" else parts[0]
+    else:
+        key = (envpool_family(env_id) or "other").removeprefix("envpool.")
+    return FAMILIES.get(key, key.replace("_", " "))
+
+
+def families(ids: Iterable[str]) -> str:
+    """The families of ``ids``, as a message names them: the ones with an example first, then the others.
+
+    :param ids: known ids (envpool's list, gymnasium's registry, or both).
+    """
+    found: dict[str, list[str]] = {}
+    for env_id in sorted(ids):
+        found.setdefault(family(env_id), []).append(env_id)
+    named = [f"{name} (e.g. {EXAMPLES[name] if EXAMPLES[name] in found[name] else found[name][0]})"
+             for name in EXAMPLES if name in found]  # fmt: skip
+    others = sorted((name for name in found if name not in EXAMPLES), key=str.lower)
+    return ", ".join(named) + (f"; also {', '.join(others)}" if others else "")
+
+
+def unknown_id_error(env_id: str, where: str = "envpool or gymnasium", ids: Iterable[str] | None = None) -> ValueError:
+    """The ValueError for an id that was not found, naming its close matches, else the families of ids there are.
 
     :param env_id: the unknown id.
     :param where: where it was looked for, as the message says it.
+    :param ids: the ids looked in; None: gymnasium's registry and envpool's list.
     """
-    matches = close_matches(env_id)
-    hint = f" Close matches: {', '.join(matches)}." if matches else " No close match."
-    return ValueError(f"unknown environment id {env_id!r} (not in {where}).{hint}")
+    known = envpool_ids() | gymnasium_ids() if ids is None else frozenset(ids)
+    matches = close_matches(env_id, ids=known)
+    hint = f"Close matches: {', '.join(matches)}." if matches else f"No close match; the ids are in: {families(known)}."
+    return ValueError(f"unknown environment id {env_id!r} (not in {where}). {hint}")
 
 
 def resolve_backend(env_id: str, backend: str = "auto") -> str:
@@ -102,13 +166,13 @@ def resolve_backend(env_id: str, backend: str = "auto") -> str:
         if env_id not in envpool_ids():
             if not envpool_ids():
                 raise ValueError("backend='envpool' but envpool is not installed (it is Linux-only): use backend='gymnasium'")
-            raise unknown_id_error(env_id, "envpool")
+            raise unknown_id_error(env_id, "envpool", envpool_ids())
         return "envpool"
     # "module:EnvName-v0" ids import their module inside gym.make: let gymnasium resolve them.
     in_gymnasium = env_id in gymnasium_ids() or ":" in env_id
     if backend == "gymnasium":
         if not in_gymnasium:
-            raise unknown_id_error(env_id, "gymnasium's registry")
+            raise unknown_id_error(env_id, "gymnasium's registry", gymnasium_ids())
         return "gymnasium"
     if env_id in envpool_ids():
         return "envpool"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,16 +26,34 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
+def integer(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+POSITIVE, OFF = "must be a positive integer", "must be an integer >= 0 (0 turns it off)"
+# The top-level keys, in the config's order: (key, accepted, what the message says of a bad value).
+TOP_LEVEL: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("seed", lambda v: integer(v, 0), "must be an integer >= 0"),
+    ("total_timesteps", lambda v: integer(v, 1), POSITIVE),
+    ("n_envs", lambda v: integer(v, 1), POSITIVE),
+    ("device", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+     "is not accepted; accepted: auto, cpu, cuda, cuda:N, mps"),
+    ("torch_threads", lambda v: integer(v, 0), OFF),
+    ("checkpoint_freq", lambda v: integer(v, 0), OFF),
+    ("eval_freq", lambda v: integer(v, 0), OFF),
+    ("eval_episodes", lambda v: integer(v, 1), POSITIVE),
+    ("diagnostics_freq", lambda v: integer(v, 0), OFF),
+    ("progress_bar", lambda v: isinstance(v, bool), "must be true or false"),
+    ("verbose", lambda v: integer(v, 0) and v <= 2, "is not accepted; accepted: 0, 1, 2 (SB3's verbosity)"),
+)  # fmt: skip
+
+
 def check(cfg: DictConfig) -> None:
-    """Reject bad values with one line each, before anything is built."""
-    for key in ("total_timesteps", "n_envs", "eval_episodes"):
-        value = cfg[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            fail(f"{key}={value!r} must be a positive integer")
-    for key in ("checkpoint_freq", "eval_freq", "diagnostics_freq", "torch_threads"):
-        value = cfg[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            fail(f"{key}={value!r} must be an integer >= 0 (0 turns it off)")
+    """Reject bad values with one line each, before anything is built: the top-level keys first (nothing
+    to import: a bad one is named at once), then the agent's algorithm and ``eval_tasks``."""
+    for key, accepted, problem in TOP_LEVEL:
+        if not accepted(cfg[key]):
+            fail(f"{key}={cfg[key]!r} {problem}")
     from plastic_rl.agents import registry
     from plastic_rl.agents.callbacks import EVAL_TASKS
 
@@ -64,6 +83,27 @@ def read_checkpoint(path: Path, cfg: DictConfig):
     return ckpt
 
 
+def newest_complete(found: list[Path], cfg: DictConfig) -> tuple[Path | None, int, tuple[str, ...]]:
+    """(the newest of ``found`` that reads whole, its step, the newer ones that do not: "<file>: <problem>").
+
+    A checkpoint cut short or corrupted after its write (a full disk, a copy that failed) is passed over, as a
+    temporary file is, so that a resume continues from the newest complete one; it is rewritten when the run
+    gets there again. (None, 0, all of them) when none reads."""
+    from plastic_rl.checkpoints import check_members
+    from plastic_rl.checkpoints import read_checkpoint as read
+
+    skipped: list[str] = []
+    for path in reversed(found):
+        try:
+            read(path)
+            check_members(path)
+        except (OSError, ValueError) as exc:
+            skipped.append(" ".join(str(exc).split()))
+            continue
+        return path, read_checkpoint(path, cfg).step, tuple(skipped)
+    return None, 0, tuple(skipped)
+
+
 @dataclass
 class Plan:
     """What an accepted run does, decided before anything is written."""
@@ -74,6 +114,7 @@ class Plan:
     step: int = 0  # the step it starts at
     own_run: bool = False  # continues run_dir's own run: keeps its config, restores its resume state
     complete: int | None = None  # the run already finished at this step: nothing to do
+    skipped: tuple[str, ...] = ()  # later checkpoints that cannot be read ("<file>: <problem>"), newest first
 
 
 def has_results(run_dir: Path) -> bool:
@@ -135,7 +176,10 @@ def plan(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Plan:
     found = checkpoints(source)
     if not found:
         fail(f"resume={source}: no checkpoints/step_*.zip in it")
-    return continue_elsewhere(cfg, run_dir, found[-1])
+    newest, _, skipped = newest_complete(found, cfg)
+    if newest is None:
+        fail(f"resume={source}: none of its checkpoints can be read ({skipped[0]})")
+    return continue_elsewhere(cfg, run_dir, newest, skipped)
 
 
 def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], checkpoint: Path | None = None) -> Plan:
@@ -149,15 +193,18 @@ def continue_run(cfg: DictConfig, run_dir: Path, overrides: list[str], checkpoin
     if checkpoint is not None and found and found[-1].name != checkpoint.name:
         fail(f"resume={checkpoint}: {run_dir} has later checkpoints (up to {found[-1].name}) that continuing from it "
              "would overwrite; continue from the last one (resume=true) or start another run_name=")  # fmt: skip
-    if found:
+    if checkpoint is not None and found:  # named: the last one
         return Plan(cfg, run_dir, found[-1], read_checkpoint(found[-1], cfg).step, own_run=True)
+    newest, step, skipped = newest_complete(found, cfg)
+    if newest is not None:
+        return Plan(cfg, run_dir, newest, step, own_run=True, skipped=skipped)
     if saved is None:
-        fail(f"resume={run_dir}: no checkpoints/step_*.zip in it")
-    return Plan(cfg, run_dir, own_run=True)
+        fail(f"resume={run_dir}: no readable checkpoints/step_*.zip in it" + (f" ({skipped[0]})" if skipped else ""))
+    return Plan(cfg, run_dir, own_run=True, skipped=skipped)
 
 
-def continue_elsewhere(cfg: DictConfig, run_dir: Path, checkpoint: Path) -> Plan:
+def continue_elsewhere(cfg: DictConfig, run_dir: Path, checkpoint: Path, skipped: tuple[str, ...] = ()) -> Plan:
     """A new run in ``run_dir`` that starts from another run's checkpoint, with this invocation's config."""
     step = read_checkpoint(checkpoint, cfg).step
     refuse_results(run_dir)
-    return Plan(cfg, run_dir, checkpoint, step)
+    return Plan(cfg, run_dir, checkpoint, step, skipped=skipped)

@@ -84,13 +84,15 @@ def announce(p: Plan, model, restored: bool, state: dict | None) -> None:
     """Say where the run starts, what a resume restored, and where SB3 will stop."""
     total = p.cfg.total_timesteps
     end = end_step(model, p.step, total) if p.step < total else p.step
+    for problem in p.skipped:  # later checkpoints that cannot be read (cut short, corrupt): passed over
+        print(f"skipped {problem} (a checkpoint that cannot be read is passed over, as if never written)")
     if p.start_from is not None:
         how = ("random and env states restored: it continues exactly" if restored else
                "random states restored; the envs could not be saved and start new episodes" if state else
                "no resume state: random streams restart from the seed and the envs start new episodes")  # fmt: skip
         print(f"resuming {p.start_from} at step {p.step:,}; {(end or total) - p.step:,} steps to go ({how})")
     elif p.own_run:
-        print(f"no checkpoint in {p.run_dir} yet: starting it again from step 0")
+        print(f"no {'readable ' if p.skipped else ''}checkpoint in {p.run_dir} yet: starting it again from step 0")
     if end is not None and end > total:
         print(f"note: {type(model).__name__} collects whole batches of env steps (SB3), so total_timesteps={total:,} "
               f"ends at step {end:,}")  # fmt: skip
@@ -147,12 +149,21 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def outputs(run_dir: Path) -> list[str]:
+    """What the run folder holds besides the final model, as the closing message names it: only what was
+    written (a run shorter than checkpoint_freq or eval_freq has no checkpoints or evaluations)."""
+    found = {"config .hydra/config.yaml": (run_dir / ".hydra" / "config.yaml").is_file(),
+             "TensorBoard tb/": (run_dir / "tb").is_dir() and any((run_dir / "tb").iterdir()),
+             "checkpoints checkpoints/": bool(checkpoints(run_dir)),
+             f"evaluations {EVALUATIONS}": (run_dir / EVALUATIONS).is_file()}  # fmt: skip
+    return [name for name, written in found.items() if written]
+
+
 def report(run_dir: Path, step: int, wall: float) -> None:
     """Where everything is, and how the agent did: its last evaluation, and the wall time."""
     from plastic_rl.agents.callbacks import current_rows, read_evaluations
 
-    print(f"outputs in {run_dir}: config .hydra/config.yaml, TensorBoard tb/, checkpoints checkpoints/, "
-          f"evaluations {EVALUATIONS}, final model {FINAL} (step {step:,})")  # fmt: skip
+    print(f"outputs in {run_dir}: {', '.join([*outputs(run_dir), f'final model {FINAL} (step {step:,})'])}")
     rows = current_rows(read_evaluations(run_dir / EVALUATIONS))
     if rows:
         last = rows[-1]

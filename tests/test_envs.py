@@ -244,6 +244,23 @@ def test_make_vec_env_backends_and_errors():
         make_vec_env("CartPole-v1", n_envs=0)
 
 
+def test_an_unknown_id_names_close_matches_or_else_the_families():  # issue 22.13: "close" matches were random ids
+    from plastic_rl.envs.registry import close_matches
+
+    with pytest.raises(ValueError) as info:
+        make_vec_env("NotAnEnv-v9")
+    message = str(info.value)
+    assert "Close matches" not in message and "AdroitHandPen" not in message and "Robotank" not in message
+    assert "No close match; the ids are in: classic control (e.g. CartPole-v1), Atari (e.g. Pong-v5), MuJoCo (e.g. " \
+        "HalfCheetah-v4), MinAtar (e.g. plastic_rl/MinAtar-Breakout-v1); also " in message  # fmt: skip
+    with pytest.raises(ValueError) as info:  # gymnasium's families only (and envpool stays unimported there)
+        make_vec_env("NotAnEnv-v9", backend="gymnasium")
+    assert "not in gymnasium's registry" in str(info.value) and "Atari" not in str(info.value)
+    assert close_matches("Pong-v4") == close_matches("pong") == close_matches("Pongg-v5") == ["Pong-v5"]
+    assert close_matches("CartPol-v1")[0] == "CartPole-v1" and close_matches("breakout-v5") == ["Breakout-v5"]
+    assert close_matches("NoSuchGame-v5") == [] and close_matches("MyEnv-v0") == []
+
+
 def test_checkpoint_backend_is_the_recorded_one_else_sb3s_gymnasium():
     from plastic_rl.envs.registry import backend_of, checkpoint_backend
 

@@ -151,6 +151,22 @@ def test_the_run_ends_by_saying_how_the_agent_did(evaluated):  # issue 10.13: it
     assert re.search(re.escape(line) + r"\d+ s\n", stdout), stdout
 
 
+def outputs_line(stdout: str) -> str:
+    (line,) = [line for line in stdout.splitlines() if line.startswith("outputs in ")]
+    return line
+
+
+def test_the_closing_message_names_only_what_was_written(evaluated, tmp_path):  # issue 22.11
+    out = train(tmp_path, "total_timesteps=512", *QUICK)  # both frequencies (10,000) are above the budget
+    assert out.returncode == 0, out.stderr
+    run, line = tmp_path / "runs" / RUN, outputs_line(out.stdout)
+    assert not (run / "evaluations.csv").exists() and not list(run.glob("checkpoints/step_*.zip"))
+    assert "checkpoints/" not in line and "evaluations.csv" not in line, line
+    assert line.endswith(": config .hydra/config.yaml, TensorBoard tb/, final model final_model.zip (step 512)"), line
+    line = outputs_line(evaluated[0])  # eval_freq=256, checkpoint_freq=0: evaluations, no checkpoints
+    assert "evaluations evaluations.csv" in line and "checkpoints/" not in line, line
+
+
 def test_verbose_1_prints_sb3s_table_with_the_plasticity_summary(tmp_path):  # issue 10.1: it exited 1
     out = train(tmp_path, "verbose=1", "total_timesteps=1024", "checkpoint_freq=0", "eval_freq=0", *QUICK)
     assert out.returncode == 0, out.stderr
@@ -295,6 +311,23 @@ def test_an_override_that_would_change_a_resumed_runs_config_is_refused(finished
     assert snapshot(cwd) == before
 
 
+def test_resume_skips_a_truncated_checkpoint(tmp_path):  # issue 22.14: it refused to start
+    args = ["total_timesteps=768", "checkpoint_freq=256", "eval_freq=0", *QUICK]
+    assert train(tmp_path, *args).returncode == 0
+    run = tmp_path / "runs" / RUN
+    (run / "final_model.zip").unlink()  # as if killed after its last checkpoint
+    complete, newest = find_checkpoints(run / "checkpoints")  # steps 256 and 512
+    raw = newest.read_bytes()
+    newest.write_bytes(raw[: len(raw) // 2])  # a checkpoint cut short (a full disk, a failed copy)
+    out = train(tmp_path, *args, "resume=true")
+    assert out.returncode == 0, out.stderr
+    (skipped,) = [line for line in out.stdout.splitlines() if line.startswith("skipped ")]
+    assert newest.name in skipped and "truncated" in skipped, out.stdout
+    assert f"/checkpoints/{complete.name} at step 256;" in out.stdout, out.stdout
+    assert PlasticPPO.load(run / "final_model.zip").num_timesteps == 768
+    assert PlasticPPO.load(newest).num_timesteps == 512  # written again, whole
+
+
 def test_multirun_with_the_joblib_launcher(tmp_path):
     out = train(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "plasticity=none,elr",
                 "total_timesteps=256", "checkpoint_freq=0", "eval_freq=0", *QUICK)  # fmt: skip
@@ -313,6 +346,14 @@ def test_multirun_with_the_joblib_launcher(tmp_path):
         (["no_such_key=1"], "Could not override 'no_such_key'"),
         (["resume=/no/such/run"], "resume=/no/such/run: no such run folder or checkpoint"),
         (["agent=sac"], "agent=sac on env=CartPole (CartPole-v1)"),
+        # issue 22.12: a bad top-level key is named (not env.id), before anything is built
+        (["seed=abc"], "error: seed='abc' must be an integer >= 0"),
+        (["seed=-1"], "error: seed=-1 must be an integer >= 0"),
+        (["seed=1.5"], "error: seed=1.5 must be an integer >= 0"),
+        (["verbose=abc"], "error: verbose='abc' is not accepted; accepted: 0, 1, 2"),
+        (["device=foo"], "error: device='foo' is not accepted; accepted: auto, cpu, cuda, cuda:N, mps"),
+        # issue 22.13: no random "close matches", the families instead
+        (["env.id=NotAnEnv-v9"], "No close match; the ids are in: classic control (e.g. CartPole-v1), Atari (e.g. Pong-v5)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -323,6 +364,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert "Traceback" not in out.stderr
     runs = tmp_path / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # 10.6: a refused run leaves no folder behind
+
+
+def test_a_bad_top_level_key_is_named_before_start_up(tmp_path):  # issue 22.12: the error came after ~3 s of set-up
+    out = train(tmp_path, "progress_bar=abc", "seed=abc")
+    assert out.returncode == 2 and out.stderr == "error: seed='abc' must be an integer >= 0\n", out.stderr
+    out = train(tmp_path, "progress_bar=abc", *QUICK[1:])
+    assert out.returncode == 2 and out.stderr == "error: progress_bar='abc' must be true or false\n", out.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_unreadable_resume_checkpoint(tmp_path):

@@ -6,7 +6,8 @@ with the algorithm's own ``load`` on the CPU, env-less, with a replay buffer of 
 lists its networks; ``observations`` reads and checks observation batches; ``collect`` steps the
 checkpoint's env with its policy. Nothing here writes to a checkpoint.
 
-Errors are ``FileNotFoundError`` / ``ValueError`` whose message is ``"<file>: <problem>"`` on one line.
+Errors are ``FileNotFoundError`` / ``ValueError`` whose message is ``"<file>: <problem>"`` on one line; a
+folder's unreadable zips are skipped with an ``UnreadableCheckpoint`` warning in the same format.
 """
 
 from plastic_rl.checkpoints.collect import N_ENVS, UnknownEnv, collect_obs, env_backend, make_env
@@ -19,6 +20,8 @@ from plastic_rl.checkpoints.zips import (
     ZIP_MAGIC,
     Algo,
     Checkpoint,
+    UnreadableCheckpoint,
+    check_members,
     fail,
     find_checkpoints,
     read_checkpoint,
@@ -26,6 +29,6 @@ from plastic_rl.checkpoints.zips import (
 
 __all__ = [
     "ALGOS", "SUPPORTED", "TEMPORARY_PREFIX", "ZIP_MAGIC", "N_ENVS", "Algo", "Checkpoint", "Forward", "UnknownEnv",
-    "fail", "find_checkpoints", "read_checkpoint", "load", "networks", "reference_actions", "as_tensor", "fit_obs",
-    "load_obs", "n_rows", "collect_obs", "env_backend", "make_env",
+    "UnreadableCheckpoint", "fail", "find_checkpoints", "read_checkpoint", "check_members", "load", "networks",
+    "reference_actions", "as_tensor", "fit_obs", "load_obs", "n_rows", "collect_obs", "env_backend", "make_env",
 ]  # fmt: skip

@@ -172,9 +172,46 @@ def _policy_keys(zf: zipfile.ZipFile, path: Path) -> set[str]:
 PARAM_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked", "log_std")
 
 
+class UnreadableCheckpoint(UserWarning):
+    """A zip in a folder of checkpoints that cannot be read (truncated, corrupt, not SB3's): it is skipped."""
+
+
 def find_checkpoints(folder: Path) -> list[Path]:
-    """Every ``*.zip`` under ``folder`` (recursively) but temporary ones; their order comes from their training step."""
+    """Every readable checkpoint ``*.zip`` under ``folder`` (recursively), temporary ones never; their order
+    comes from their training step. A zip that cannot be read (``read_checkpoint`` or ``check_members`` fails: cut
+    short, corrupt, not a checkpoint) is skipped with an ``UnreadableCheckpoint`` warning naming it; ValueError if
+    none is left."""
+    import warnings
+
     zips = sorted(p for p in folder.rglob("*.zip") if p.is_file() and not p.name.startswith(TEMPORARY_PREFIX))
     if not zips:
         raise fail(folder, "no checkpoint (*.zip) in this folder or below it")
-    return zips
+    readable, problems = [], []
+    for path in zips:
+        try:
+            read_checkpoint(path)
+            check_members(path)
+        except (OSError, ValueError) as exc:
+            problems.append(" ".join(str(exc).split()))
+        else:
+            readable.append(path)
+    if not readable:
+        more = f" (and {len(problems) - 1} more unreadable)" if len(problems) > 1 else ""
+        raise fail(folder, f"no readable checkpoint in this folder or below it: {problems[0]}{more}")
+    for problem in problems:
+        warnings.warn(f"{problem}; skipped, the other checkpoints are read", UnreadableCheckpoint, stacklevel=2)
+    return readable
+
+
+def check_members(path: Path) -> None:
+    """Read every member of a checkpoint zip through its CRC check; ValueError naming the file if one fails
+    (a checkpoint whose directory is intact but whose contents are not: ``read_checkpoint`` reads only ``data``)."""
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise fail(path, f"corrupt zip archive ({exc})") from None
+    if bad is not None:
+        raise fail(path, f"corrupt zip archive: its member {bad!r} fails its CRC check")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from plastic_rl import checkpoints as ckpts
@@ -116,6 +117,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(message, file=sys.stderr)
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ckpts.UnreadableCheckpoint)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _run(args, log)
+
+
+def _one_line_warnings(show):
+    """A ``showwarning`` that prints a skipped checkpoint as one ``warning:`` line on stderr (even with -q)."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ckpts.UnreadableCheckpoint):
+            print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
+def _run(args: argparse.Namespace, log) -> int:
     try:
         if args.n_obs < 1:
             raise ValueError(f"--n-obs {args.n_obs}: must be at least 1")

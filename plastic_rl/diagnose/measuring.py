@@ -83,7 +83,8 @@ def diagnose(
     ``observations`` (where the batch came from), every key of ``diagnostics.measure`` (aggregates and
     ``<metric>/<layer>``), and from the second checkpoint of a series on ``delta_c``, ``delta_a``
     (``compare``) and ``param_elr`` (aggregate and per layer). Errors: ``FileNotFoundError`` or
-    ``ValueError`` with the message ``"<file>: <problem>"``.
+    ``ValueError`` with the message ``"<file>: <problem>"``. A folder's zips that cannot be read are skipped with an
+    ``UnreadableCheckpoint`` warning naming each (ValueError if none of its zips can be read).
     """
     if obs_from not in ("first", "last"):
         raise ValueError(f"obs_from={obs_from!r}: use 'first' or 'last'")

@@ -24,10 +24,8 @@ def atari_id(game: str) -> str:
         return candidate
     if candidate.lower() in by_lower:
         return by_lower[candidate.lower()]
-    import difflib
-
-    matches = difflib.get_close_matches(candidate.lower(), list(by_lower), n=5, cutoff=0.6)
-    hint = f" Close matches: {', '.join(by_lower[m] for m in matches)}." if matches else ""
+    matches = close_matches(candidate, ids=games)
+    hint = f" Close matches: {', '.join(matches)}." if matches else ""
     raise ValueError(f"{game!r} is not an envpool Atari game ({len(games)} games, e.g. Pong-v5, Breakout-v5).{hint}")
 
 
@@ -55,7 +53,7 @@ def classic_control(env_id: str = "CartPole-v1", n_envs: int = 8, seed: int = 0,
     :param seed: env ``i`` is seeded with ``seed + i``.
     """
     if envpool_family(env_id) != "envpool.classic_control":
-        matches = [m for m in close_matches(env_id) if m in CLASSIC_CONTROL]
+        matches = close_matches(env_id, ids=CLASSIC_CONTROL)
         hint = f" Close matches: {', '.join(matches)}." if matches else ""
         raise ValueError(f"{env_id!r} is not an envpool classic-control task; accepted: {', '.join(CLASSIC_CONTROL)}.{hint}")
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, backend="envpool", **envpool_kwargs)
@@ -76,7 +74,7 @@ def mujoco(env_id: str = "HalfCheetah-v4", n_envs: int = 8, seed: int = 0, **env
     """
     ids = mujoco_ids()
     if env_id not in ids:
-        matches = [m for m in close_matches(env_id) if m in ids]
+        matches = close_matches(env_id, ids=ids)
         hint = f" Close matches: {', '.join(matches)}." if matches else ""
         raise ValueError(f"{env_id!r} is not an envpool MuJoCo task; accepted: {', '.join(ids)}.{hint}")
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, backend="envpool", **envpool_kwargs)
