@@ -21,7 +21,7 @@ from plastic_rl.agents import registry
 from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
-from plastic_rl.agents.policies import NormalizedPolicy
+from plastic_rl.agents.policies import NormalizedPolicy, normalized_policy
 from plastic_rl.env_ids import backend_of
 from plastic_rl.layers import architecture, architecture_mismatch
 
@@ -48,6 +48,28 @@ def policy_for(observation_space: gym.Space) -> str:
     if is_image_space(observation_space, check_channels=False):
         return "CnnPolicy"
     return "MlpPolicy"
+
+
+def is_normalized(policy_class: Any) -> bool:
+    """Whether a policy class is plastic_rl's (it takes the ``norm`` keyword)."""
+    return isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)
+
+
+def uncompiled(module: Any) -> Any:
+    """The module that ``torch.compile`` wrapped (SB3 saves and loads its parameters: GH#2137), else the module."""
+    return getattr(module, "_orig_mod", module)
+
+
+COMPILED_ROOT = ".: OptimizedModule()"
+
+
+def uncompiled_architecture(saved: list[str]) -> list[str]:
+    """A saved ``architecture()`` as the uncompiled module's: zips saved before compiled policies were unwrapped
+    recorded the wrapper (``.: OptimizedModule()``, then every module under ``_orig_mod``)."""
+    if not saved or saved[0] != COMPILED_ROOT:
+        return saved
+    root = "_orig_mod"
+    return [("." + line[len(root) :]) if line.startswith(root + ":") else line[len(root) + 1 :] for line in saved[1:]]
 
 
 def split_call_form(algorithm: type, policy: Any, env: Any) -> tuple[Any, Any]:
@@ -114,7 +136,8 @@ class PlasticMixin(_AlgorithmBase):
 
         :param policy: a policy alias (``"MlpPolicy"``, ``"CnnPolicy"``, ``"MultiInputPolicy"``: plastic_rl's policies) or class;
             or the environment itself (an id, a gymnasium env or a VecEnv: ``PlasticPPO("CartPole-v1")``), whose
-            observation space then picks the alias. A ``plasticity`` with a ``norm`` needs plastic_rl's policies.
+            observation space then picks the alias. A ``plasticity`` with a ``norm`` normalizes a user's subclass of an
+            SB3 policy (SB3's ``ActorCriticPolicy`` for PPO, ...) by mixing plastic_rl's normalization into it.
         :param env: SB3's ``env`` (an id, a gymnasium env or a VecEnv); None when ``policy`` is the environment.
         :param plasticity: a preset name (``"elr"``, ``"none"``, ``"redo"``, ...: ``PRESETS``), a ``PlasticityConfig``, a dict
             overriding fields of its ``"preset"`` (``resolve_plasticity``), or None (``"none"``: SB3's algorithm, still measured).
@@ -128,9 +151,8 @@ class PlasticMixin(_AlgorithmBase):
         """
         policy, env = split_call_form(type(self), policy, env)
         policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
-        if not kwargs.get("_init_setup_model", True) and not (
-            isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)
-        ):
+        init_setup = kwargs.pop("_init_setup_model", True)
+        if not init_setup and not is_normalized(policy_class):
             # SB3's load() of a zip that SB3's own PPO/DQN/SAC saved: its networks have no normalization, so
             # it continues as plasticity="none" (SB3's algorithm, plus ELR measurements and diagnostics).
             plasticity = "none"
@@ -147,29 +169,37 @@ class PlasticMixin(_AlgorithmBase):
         self._plasticity_state: dict | None = None
         self._policy_architecture: list[str] | None = None  # saved: load() checks the rebuilt policy against it
         self._diagnosed_at = 0
-        if self.plasticity_config.norm is not None and not (isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy)):
-            raise ValueError(
-                f"plasticity norm={self.plasticity_config.norm!r} needs a plastic_rl policy "
-                f"({', '.join(self.policy_aliases)} or a NormalizedPolicy subclass), got {policy_class!r}"
-            )
-        if isinstance(policy_class, type) and issubclass(policy_class, NormalizedPolicy):
-            kwargs["policy_kwargs"] = {
-                **(kwargs.get("policy_kwargs") or {}),
-                "norm": self.plasticity_config.norm,
-                "norm_affine": self.plasticity_config.affine,
-            }
+        if self.plasticity_config.norm is not None and not is_normalized(policy_class):
+            # a user's subclass of an SB3 policy: the normalizing mixin over it, so that its overrides still run
+            policy = normalized_policy(policy_class, self.policy_aliases.values(), self.plasticity_config.norm, type(self).__name__)
+        # What SB3's algorithm writes into the policy kwargs (A2C's RMSprop), saved apart from the user's own,
+        # so that load(path, policy_kwargs=<the user's>) finds them equal; _setup_model builds with both.
+        self._sb3_policy_kwargs: dict[str, Any] = {}
+        own = dict(kwargs.pop("policy_kwargs", None) or {})
         self.env_id: str | None = None  # saved with env_backend: diagnose re-creates the env (_record_env)
         self.env_backend: str | None = None
+        kwargs.update(policy_kwargs=dict(own), _init_setup_model=False)  # SB3 writes into it; built below
         super().__init__(policy, env, *args, **kwargs)
+        if init_setup:  # (SB3's load() replaces the policy kwargs with the saved ones)
+            added = {k: v for k, v in self.policy_kwargs.items() if k not in own or own[k] is not v}
+            self._sb3_policy_kwargs, self.policy_kwargs = added, own
         setattr(self, registry.CLASS_KEY, self.algo().name)  # saved: diagnose identifies the zip by it
+        if init_setup:
+            self._setup_model()
 
     # -- building --------------------------------------------------------------------------------
     def _setup_model(self) -> None:
-        super()._setup_model()
+        own = self.policy_kwargs  # SB3 builds the policy from self.policy_kwargs: for that, with what was added
+        norm = {"norm": self.plasticity_config.norm, "norm_affine": self.plasticity_config.affine}
+        self.policy_kwargs = {**self._sb3_policy_kwargs, **own, **(norm if is_normalized(self.policy_class) else {})}
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = own
         if self.env is not None:  # at construction, and in load(path, env=...) after SB3 restored the saved record
             self._record_env(self.env)
         if self._policy_architecture is not None:  # restored from a saved zip by SB3's load()
-            mismatch = architecture_mismatch(self._policy_architecture, architecture(self.policy))
+            mismatch = architecture_mismatch(uncompiled_architecture(self._policy_architecture), architecture(self.policy))
             if mismatch:
                 raise ValueError(f"{type(self).__name__}.load: the saved policy does not match the rebuilt one: {mismatch}")
         self.plasticity = PlasticityController(self._plastic_networks(), self.plasticity_config, inputs=self._diagnostic_inputs)
@@ -215,6 +245,7 @@ class PlasticMixin(_AlgorithmBase):
         """SB3's advice to run MLP policies of on-policy agents on the CPU, which keys on the policy
         class's *name*: ask it about the SB3 class our policy extends."""
         sb3_class = next(c for c in self.policy_class.__mro__ if c.__module__.startswith("stable_baselines3."))
+        sb3_class = getattr(self.policy_class, "user_policy_class", sb3_class)  # a user's class: judged as SB3 judges it
         if sb3_class.__name__ == mlp_class_name:
             mlp_class_name = self.policy_class.__name__
         super()._maybe_recommend_cpu(mlp_class_name)
@@ -269,7 +300,7 @@ class PlasticMixin(_AlgorithmBase):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self._plasticity_state = self.plasticity.state_dict()  # goes into SB3's data with the rest
-        self._policy_architecture = architecture(self.policy)
+        self._policy_architecture = architecture(uncompiled(self.policy))  # as SB3 saves a compiled one's parameters
         try:
             super().save(*args, **kwargs)
         finally:

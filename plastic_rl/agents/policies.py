@@ -21,7 +21,8 @@ torch's default; the ``"none"`` preset never changes it, so it stays identical t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from stable_baselines3.common.policies import (
@@ -123,6 +124,8 @@ class NormalizedPolicy(_NormalizedPolicyBase):
 
     norm: str | None
     norm_affine: bool
+    # SB3 methods a mixin replaces without calling them: a user's override of one would never run.
+    replaces: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *args: Any, norm: str | None = None, norm_affine: bool = False, **kwargs: Any):
         self.norm = norm  # set before SB3's __init__, which builds the networks
@@ -199,6 +202,7 @@ class PlasticQNetwork(NormalizedNetwork, QNetwork):
 
 class _QNetworkNorm(NormalizedPolicy):
     net_args: dict[str, Any]  # set by DQNPolicy.__init__
+    replaces = ("make_q_net",)
 
     def make_q_net(self) -> PlasticQNetwork:
         # SB3's DQNPolicy.make_q_net with our class: called for the online and the target network alike
@@ -253,6 +257,7 @@ class PlasticContinuousCritic(NormalizedNetwork, ContinuousCritic):
 class _ActorCriticContinuousNorm(NormalizedPolicy):
     actor_kwargs: dict[str, Any]  # set by SACPolicy.__init__
     critic_kwargs: dict[str, Any]
+    replaces = ("make_actor", "make_critic")
 
     # SB3's SACPolicy.make_actor / make_critic with our classes (the critic target too)
     def make_actor(self, features_extractor=None) -> PlasticActor:
@@ -274,3 +279,39 @@ class PlasticSACCnnPolicy(_ActorCriticContinuousNorm, SACCnnPolicy):
 
 class PlasticSACMultiInputPolicy(_ActorCriticContinuousNorm, SACMultiInputPolicy):
     pass
+
+
+# -- a user's own subclass of an SB3 policy ------------------------------------------------------------
+_NORMALIZED: dict[tuple[type, type], type] = {}  # (mixin, user's class) -> their combination, built once
+
+
+def _sb3_name(cls: Any) -> str:
+    mro = cls.__mro__ if isinstance(cls, type) else ()
+    return next((c.__name__ for c in mro if c.__module__.startswith("stable_baselines3.")), "no SB3 policy")
+
+
+def normalized_policy(user: Any, plastic_policies: Iterable[type], norm: str, agent: str) -> type:
+    """The normalized variant of a user's subclass of an SB3 policy: the normalizing mixin of the agent's
+    matching policy over the user's class, so that the user's overrides still run.
+
+    :param plastic_policies: the agent's own policies (``policy_aliases``), each ``(mixin, SB3 class)``.
+    :raises ValueError: one line, when the class extends none of the SB3 classes those policies extend,
+        or overrides a method that the mixin replaces to build the normalized networks.
+    """
+    pairs = [cls.__bases__[:2] for cls in plastic_policies]
+    match = next(((mixin, sb3) for mixin, sb3 in pairs if isinstance(user, type) and issubclass(user, sb3)), None)
+    head = f"plasticity norm={norm!r} cannot normalize the networks of {user!r}"
+    if match is None:
+        wanted = [sb3 for _, sb3 in pairs if not any(sb3 is not other and issubclass(sb3, other) for _, other in pairs)]
+        names = " or ".join(dict.fromkeys(c.__name__ for c in wanted))
+        raise ValueError(f"{head}: it extends {_sb3_name(user)}, not {names} ({agent}'s policies) nor a plastic_rl policy")
+    mixin, sb3 = match
+    own = [name for name in getattr(mixin, "replaces", ()) if getattr(user, name) is not getattr(sb3, name)]
+    if own:
+        raise ValueError(f"{head}: it overrides {', '.join(own)}, which plastic_rl replaces to build them normalized "
+                         "(plasticity='none' takes it as it is)")  # fmt: skip
+    key = (mixin, user)
+    if key not in _NORMALIZED:
+        namespace = {"__module__": user.__module__, "__qualname__": f"Normalized{user.__qualname__}", "user_policy_class": user}
+        _NORMALIZED[key] = type(f"Normalized{user.__name__}", (mixin, user), namespace)
+    return _NORMALIZED[key]
