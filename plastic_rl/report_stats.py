@@ -18,9 +18,29 @@ import numpy as np
 
 from plastic_rl.report_runs import ALARMS, Run
 
+# How many seeds a number needs to mean something (issue 22): an interval (a bootstrap CI, a
+# probability of improvement, a spread over seeds) needs MIN_SEEDS_INTERVAL per group; a verdict
+# (yes/no, "more than the seed spread") needs MIN_SEEDS_VERDICT in every group it compares.
+MIN_SEEDS_INTERVAL = 2
+MIN_SEEDS_VERDICT = 3
+SEED_RULE = (f"A confidence interval, a probability of improvement or a spread over seeds needs at least "
+             f"{MIN_SEEDS_INTERVAL} seeds per group; a verdict (yes/no, \"more than the seed spread\") needs at least "
+             f"{MIN_SEEDS_VERDICT} seeds in every group it compares. Below that the cell reads n/a (with the seeds there "
+             f"were); n is the number of seeds.")  # fmt: skip
+
+
+def seeds_text(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def not_enough(n: int) -> str:
+    """What a cell says where ``n`` seeds are too few for the number: ``n/a (1 seed)``."""
+    return f"n/a ({seeds_text(n)})"
+
 
 def score_table(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[int, int], float]]:
-    """group -> {(seed, task): score}; a task a seed's runs visited twice keeps its last visit.
+    """group -> {(seed, task): score}; a task a seed's runs visited twice keeps its last visit; a task a run
+    did not train to its end (``Segment.complete`` false) is never scored.
 
     :param runs: the runs, their ``group`` set
     :param metric: a score of a ``Segment``: ``"auc"`` or ``"final"`` (``METRICS``)
@@ -28,7 +48,8 @@ def score_table(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[int, i
     table: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)
     for run in runs:
         for segment in run.segments:
-            table[run.group][(run.seed, segment.task)] = getattr(segment, metric)
+            if segment.complete:
+                table[run.group][(run.seed, segment.task)] = getattr(segment, metric)
     return table
 
 
@@ -83,7 +104,8 @@ def seeded_numpy(seed: int):
 
 
 def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """group -> (IQM, CI low, CI high) over seeds x tasks, 95% stratified bootstrap (rliable).
+    """group -> (IQM, CI low, CI high) over seeds x tasks, 95% stratified bootstrap (rliable); the CI is
+    NaN for a group of fewer than ``MIN_SEEDS_INTERVAL`` seeds (resampling one seed gives it back: no interval).
 
     :param scores: group -> (seeds x tasks) array (``matrices``' first value)
     :param reps: bootstrap repetitions
@@ -95,11 +117,13 @@ def interval_estimates(scores: dict[str, np.ndarray], reps: int, seed: int = 0) 
     with seeded_numpy(seed), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated (and unused here)
         point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
-    return {g: (float(point[g][0]), float(ci[g][0][0]), float(ci[g][1][0])) for g in scores}
+    return {g: (float(point[g][0]), *((float(ci[g][0][0]), float(ci[g][1][0])) if len(scores[g]) >= MIN_SEEDS_INTERVAL
+                                      else (math.nan, math.nan))) for g in scores}  # fmt: skip
 
 
 def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """group -> P(group > baseline) with its 95% CI (rliable's probability_of_improvement).
+    """group -> P(group > baseline) with its 95% CI (rliable's probability_of_improvement); NaN where
+    either group has fewer than ``MIN_SEEDS_INTERVAL`` seeds.
 
     :param scores: group -> (seeds x tasks) array (``matrices``' first value)
     :param baseline: the group every other one is compared with (a key of ``scores``; not in the result)
@@ -109,13 +133,15 @@ def improvement(scores: dict[str, np.ndarray], baseline: str, reps: int, seed: i
     from rliable import library as rly
     from rliable import metrics
 
-    pairs = {g: (x, scores[baseline]) for g, x in scores.items() if g != baseline}
+    others = [g for g in scores if g != baseline]
+    few = {g: (math.nan,) * 3 for g in others if min(len(scores[g]), len(scores[baseline])) < MIN_SEEDS_INTERVAL}
+    pairs = {g: (scores[g], scores[baseline]) for g in others if g not in few}
     if not pairs:
-        return {}
+        return few
     with seeded_numpy(seed), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         point, ci = rly.get_interval_estimates(pairs, metrics.probability_of_improvement, reps=reps)
-    return {g: (float(np.squeeze(point[g])), float(np.squeeze(ci[g][0])), float(np.squeeze(ci[g][1]))) for g in pairs}
+    return {**few, **{g: (float(np.squeeze(point[g])), float(np.squeeze(ci[g][0])), float(np.squeeze(ci[g][1]))) for g in pairs}}
 
 
 def plasticity_gap(
@@ -124,6 +150,7 @@ def plasticity_gap(
     """group -> (mean, sample std over seeds) of reference minus group on the late half of the tasks (returns).
 
     Per seed: the mean over those tasks of the reference's mean score (over its seeds) minus the group's score.
+    The std is NaN for fewer than ``MIN_SEEDS_INTERVAL`` seeds (one seed has no spread, not a spread of 0).
 
     :param table: ``score_table``'s (raw returns)
     :param reference: the group compared with (not in the result)
@@ -139,7 +166,8 @@ def plasticity_gap(
         per_seed = [np.mean([ref[t] - cells[s, t] for t in late if (s, t) in cells]) for s in seeds]
         per_seed = [g for g in per_seed if not math.isnan(g)]
         if per_seed:
-            out[group] = (float(np.mean(per_seed)), float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0)
+            spread = float(np.std(per_seed, ddof=1)) if len(per_seed) >= MIN_SEEDS_INTERVAL else math.nan
+            out[group] = (float(np.mean(per_seed)), spread)
     return out
 
 

@@ -1,20 +1,21 @@
-"""The outputs of ``plastic_rl.report``: ``report.md``, ``scores.csv``, ``iqm.csv`` and the PNG plots.
+"""The tables of ``plastic_rl.report``: ``report.md``, ``scores.csv`` and ``iqm.csv`` (the plots: ``report_plots``).
 
-Its own module: formatting only, from the numbers ``report.report`` computed (``report_stats``).
+Its own module: formatting only, from the numbers ``report.report`` computed (``report_stats``). Every
+cell says how many seeds it rests on; below ``MIN_SEEDS_INTERVAL`` an interval reads ``n/a (1 seed)``.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_runs import METRICS, TRACKED, Run
+from plastic_rl.report_runs import METRICS, TRACKED
+from plastic_rl.report_stats import MIN_SEEDS_INTERVAL, SEED_RULE, not_enough
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -32,85 +33,54 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(out: Path, runs: Sequence[Run], iqm: dict[str, dict[str, tuple[float, float, float]]], normalized: bool) -> list[Path]:
-    """Write ``iqm.png``, ``curves.png`` and, if a run has ``TRACKED`` scalars, ``plasticity.png``; returns their paths.
+def estimate_cell(point: float, low: float, high: float, n: int, digits: int = 3) -> str:
+    """``1.21 [1.12, 1.29] (n=5)``; below ``MIN_SEEDS_INTERVAL`` seeds ``310 [n/a (1 seed)]``."""
+    if n < MIN_SEEDS_INTERVAL or math.isnan(low) or math.isnan(high):
+        return f"{_fmt(point, digits)} [{not_enough(n)}]"
+    return f"{_fmt(point, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}] (n={n})"
 
-    :param out: an existing folder
-    :param runs: the runs, their ``group`` set
-    :param iqm: metric -> group -> (IQM, CI low, CI high) (``interval_estimates`` per metric)
-    :param normalized: whether the IQMs are of normalized scores (the axis label says so)
-    """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+def improvement_cell(p: tuple[float, float, float], n: int, n_baseline: int) -> str:
+    """``0.83 [0.61, 0.97] (n=5 vs 5)``; below ``MIN_SEEDS_INTERVAL`` seeds in either group ``n/a (1 seed)``."""
+    if min(n, n_baseline) < MIN_SEEDS_INTERVAL or math.isnan(p[0]):
+        return not_enough(min(n, n_baseline))
+    return f"{_fmt(p[0], 2)} [{_fmt(p[1], 2)}, {_fmt(p[2], 2)}] (n={n} vs {n_baseline})"
 
-    written = []
-    groups = sorted({r.group for r in runs})
-    colors = {g: plt.cm.tab20(i % 20) for i, g in enumerate(groups)}  # up to 20 groups tell apart
-    fig, axes = plt.subplots(1, len(iqm), figsize=(5 * len(iqm), 0.45 * len(groups) + 1.5), squeeze=False)
-    for ax, (metric, values) in zip(axes[0], iqm.items()):
-        order = sorted(values, key=lambda g: values[g][0])
-        y = np.arange(len(order))
-        points = np.array([values[g][0] for g in order])
-        low = points - np.array([values[g][1] for g in order])
-        high = np.array([values[g][2] for g in order]) - points
-        ax.errorbar(points, y, xerr=[low, high], fmt="o", capsize=3)
-        ax.set_yticks(y, order)
-        ax.set_xlabel(f"IQM {'normalized ' if normalized else ''}{metric} (95% CI)")
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    written.append(out / "iqm.png")
-    fig.savefig(written[-1], dpi=80)
-    plt.close(fig)
 
-    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))  # group -> step -> returns over seeds
-    for run in runs:
-        for segment in run.segments:
-            for step, value in zip(segment.steps, segment.returns):
-                curves[run.group][step].append(value)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for group in groups:
-        steps = sorted(curves[group])
-        ax.plot(steps, [np.mean(curves[group][s]) for s in steps], label=group, lw=1.2, color=colors[group])
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("evaluation return on the current task (mean over seeds)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(out / "curves.png")
-    fig.savefig(written[-1], dpi=80)
-    plt.close(fig)
+def spread_cell(mean: float, std: float, n: int) -> str:
+    """``14.0 +- 1.4 (n=2)``; below ``MIN_SEEDS_INTERVAL`` seeds ``14.0 +- n/a (1 seed)``."""
+    if n < MIN_SEEDS_INTERVAL or math.isnan(std):
+        return f"{mean:.1f} +- {not_enough(n)}"
+    return f"{mean:.1f} +- {std:.1f} (n={n})"
 
-    tracked = [t for t in TRACKED if any(t in r.scalars for r in runs)]
-    if tracked:
-        fig, axes = plt.subplots(1, len(tracked), figsize=(5 * len(tracked), 3.8), squeeze=False)
-        for ax, tag in zip(axes[0], tracked):
-            for group in groups:
-                by_step: dict[int, list[float]] = defaultdict(list)
-                for run in (r for r in runs if r.group == group):
-                    for step, value in run.scalars.get(tag, []):
-                        by_step[step].append(value)
-                if by_step:
-                    steps = sorted(by_step)
-                    ax.plot(steps, [np.mean(by_step[s]) for s in steps], label=group, lw=1, color=colors[group])
-            ax.set_title(tag)
-            ax.set_xlabel("env steps")
-            ax.set_yscale("log" if tag.endswith("/elr") else "linear")
-        axes[0][0].legend(fontsize=6)
-        fig.tight_layout()
-        written.append(out / "plasticity.png")
-        fig.savefig(written[-1], dpi=80)
-        plt.close(fig)
-    return written
+
+def incomplete_lines(result: dict[str, Any]) -> list[str]:
+    """The report's list of incomplete runs and of the tasks left out of every table."""
+    lines = []
+    if result.get("incomplete"):
+        used = any(e["included"] for e in result["incomplete"])
+        lines += [f"## Incomplete runs ({len(result['incomplete'])})", "",
+                  "Runs that did not reach their configured total_timesteps (killed, or still running). "
+                  + ("Only the tasks they trained to the end are used (--include-incomplete)." if used else
+                     "They are left out of every number below (--include-incomplete uses the tasks they completed)."), ""]  # fmt: skip
+        rows = [[f"`{e['path']}`", f"`{e['group']}`", e["seed"], f"{e['reached']:,} of {e['total']:,}",
+                 e["complete_tasks"] or "none", e["partial_tasks"] or "none", "yes" if e["included"] and e["complete_tasks"] else "no"]
+                for e in result["incomplete"]]  # fmt: skip
+        lines += [markdown_table(["run", "group", "seed", "env steps reached", "complete tasks", "partial tasks", "used"], rows), ""]
+    if result.get("unevaluated"):
+        lines += [f"Complete runs without an evaluation, left out: {', '.join(f'`{p}`' for p in result['unevaluated'])}.", ""]
+    for task, groups in result.get("left_out_tasks", {}).get("auc", {}).items():
+        lines += [f"Task {task} is left out of every table: no complete run of {', '.join(f'`{g}`' for g in groups)} on it.", ""]
+    return lines
 
 
 def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -> None:
     """Write ``scores.csv``, ``iqm.csv`` and ``report.md``.
 
     :param out: an existing folder
-    :param runs: the runs, their ``group`` set
-    :param result: ``report.report``'s numbers (``tasks``, ``iqm``, ``improvement``, ``gap``, ``per_task``, ``scores``, ``alarms``)
+    :param runs: the runs used, their ``group`` set
+    :param result: ``report.report``'s numbers (``tasks``, ``iqm``, ``improvement``, ``gap``, ``per_task``, ``scores``,
+        ``seeds``, ``normalized``, ``incomplete``, ``alarms``)
     :param by: the config keys that named the groups
     :param reference: the group the scores were normalized by (None: raw scores)
     :param baseline: the group of the probability of improvement (None: no such column)
@@ -118,7 +88,6 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
     :param hit_window: the CUSUM hit window, a fraction of a task (for the alarms section's heading)
     """
     tasks = result["tasks"]
-    normalized = reference is not None
     with (out / "scores.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["group", "seed", "task", "final", "auc", "path"])
@@ -127,44 +96,46 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
                 writer.writerow([run.group, run.seed, seg.task, seg.final, seg.auc, run.path])
     with (out / "iqm.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["group", "metric", "normalized", "iqm", "ci_low", "ci_high", "p_improvement", "p_low", "p_high", "gap", "gap_std"])
+        writer.writerow(["group", "metric", "normalized", "seeds", "iqm", "ci_low", "ci_high", "p_improvement", "p_low", "p_high",
+                         "gap", "gap_std"])  # fmt: skip
         for metric, values in result["iqm"].items():
             for group, (point, low, high) in values.items():
                 p = result["improvement"].get(metric, {}).get(group, (math.nan,) * 3)
                 gap = result["gap"].get(metric, {}).get(group, (math.nan, math.nan))
-                writer.writerow([group, metric, normalized, point, low, high, *p, *gap])
-    lines = [f"# {title}", "", f"{len(runs)} runs, grouped by {', '.join(by)}; tasks {tasks}.", ""]
+                writer.writerow([group, metric, result["normalized"][metric], result["seeds"][metric][group], point, low, high, *p, *gap])
+    lines = [f"# {title}", "", f"{len(runs)} runs used, grouped by {', '.join(by)}; tasks {tasks}.", "", SEED_RULE, ""]
+    lines += incomplete_lines(result)
     for metric, dropped in result.get("dropped", {}).items():
-        if dropped == tasks:
+        if dropped and dropped == tasks:
             lines += [f"The reference scores <= 0 on every task: {metric} is not normalized (raw returns).", ""]
         elif dropped:
             lines += [f"Left out of the normalized {metric} (the reference's mean is not positive there): tasks {dropped}.", ""]
-    norm = f" (normalized by `{reference}` on the same task)" if normalized else ""
     for metric in METRICS:
-        lines += [f"## {'Area under the curve' if metric == 'auc' else 'Return at the end of each task'}{norm}", ""]
-        header = ["group", "seeds", "IQM", "95% CI"]
+        normalized = result["normalized"][metric]
+        what = f"normalized by `{reference}` on the same task" if normalized else "raw returns, not normalized"
+        lines += [f"## {'Area under the curve' if metric == 'auc' else 'Return at the end of each task'} ({what})", ""]
+        header = ["group", "seeds", f"IQM {'normalized' if normalized else 'raw'} {metric} [95% CI]"]
         if baseline:
-            header += [f"P(> {baseline})", "95% CI"]
-        if normalized:
+            header += [f"P(> {baseline}) [95% CI]"]
+        if reference is not None:
             header += [f"gap to {reference} ({'late tasks, ' if len(tasks) > 1 else ''}returns)"]  # late half of the tasks
         rows = []
-        values = result["iqm"][metric]
+        values, seeds = result["iqm"][metric], result["seeds"][metric]
         for group in sorted(values, key=lambda g: -values[g][0]):
-            point, low, high = values[group]
-            seeds = len(result["scores"][metric][group])
-            row = [f"`{group}`", seeds, _fmt(point), f"[{_fmt(low)}, {_fmt(high)}]"]
+            row = [f"`{group}`", seeds[group], estimate_cell(*values[group], seeds[group])]
             if baseline:
                 p = result["improvement"].get(metric, {}).get(group)
-                row += [_fmt(p[0], 2), f"[{_fmt(p[1], 2)}, {_fmt(p[2], 2)}]"] if p else ["", ""]
-            if normalized:
+                row += [improvement_cell(p, seeds[group], seeds[baseline]) if p else "(baseline)" if group == baseline else ""]
+            if reference is not None:
                 gap = result["gap"].get(metric, {}).get(group)
-                row += [f"{gap[0]:.1f} +- {gap[1]:.1f}" if gap else ""]
+                row += [spread_cell(gap[0], gap[1], seeds[group]) if gap else ""]
             rows.append(row)
         lines += [markdown_table(header, rows), ""]
-        per_task = result["per_task"][metric]
-        lines += [f"Per task, raw {metric} (mean +- std over seeds):", ""]
-        lines += [markdown_table(["group", *[f"task {t}" for t in tasks]],
-                                 [[f"`{g}`", *[f"{per_task[g][t][0]:.1f} +- {per_task[g][t][1]:.1f}" for t in tasks]]
+        per_task, counts = result["per_task"][metric], result["per_task_seeds"][metric]
+        shown = sorted({t for cells in per_task.values() for t in cells}, key=lambda t: (type(t).__name__, t))
+        lines += [f"Per task, raw {metric} (mean +- std over seeds, n seeds):", ""]
+        lines += [markdown_table(["group", *[f"task {t}" for t in shown]],
+                                 [[f"`{g}`", *[spread_cell(*per_task[g][t], counts[g][t]) if t in per_task[g] else "" for t in shown]]
                                   for g in sorted(per_task)]), ""]  # fmt: skip
     if result["alarms"]:
         lines += [f"## CUSUM alarms against the task switches (hit: within {hit_window:.0%} of a task after a switch)", ""]

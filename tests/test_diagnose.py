@@ -158,6 +158,36 @@ def test_a_temporary_file_in_a_run_folder_is_not_a_checkpoint(run_dir, tmp_path)
     assert [r["step"] for r in rows] == [64, 128, 192]
 
 
+def test_an_unreadable_zip_in_a_run_folder_is_skipped_with_a_warning(run_dir, tmp_path):  # issue 22.14
+    from plastic_rl.checkpoints import UnreadableCheckpoint
+
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    raw = (run / "a_third.zip").read_bytes()
+    (run / "a_third.zip").write_bytes(raw[: len(raw) // 2])  # cut short (not a temporary file: a failed copy)
+    raw = bytearray((run / "c_first.zip").read_bytes())  # its directory intact, one byte of policy.pth flipped
+    info = zipfile.ZipFile(run / "c_first.zip").getinfo("policy.pth")
+    raw[info.header_offset + 100] ^= 0xFF
+    (run / "c_first.zip").write_bytes(bytes(raw))
+    with pytest.warns(UnreadableCheckpoint) as warned:
+        rows = diagnose(run, n_obs=64)
+    assert [r["step"] for r in rows] == [128]
+    assert sorted(str(w.message).split(":")[0] for w in warned) == [str(run / "a_third.zip"), str(run / "c_first.zip")]
+    cmd = [sys.executable, "-m", "plastic_rl.diagnose", str(run), "--n-obs", "64", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"warning: {run / 'a_third.zip'}: truncated or corrupt zip archive (its end is missing: the only directory found "
+        "belongs to an archive stored inside it); skipped, the other checkpoints are read",
+        f"warning: {run / 'c_first.zip'}: corrupt zip archive: its member 'policy.pth' fails its CRC check; skipped, "
+        "the other checkpoints are read",
+    ]
+    shutil.rmtree(run / "sub")  # none readable: exit 2, one line
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {run}: no readable checkpoint in this folder or below it: {run / 'a_third.zip'}")
+    assert proc.stderr.rstrip().endswith("(and 1 more unreadable)")
+
+
 def test_cli_series_outputs(run_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -537,3 +567,42 @@ print("torch._dynamo" in sys.modules)  # building an optimizer no longer imports
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "True", "False"], out.stderr
+
+
+# -- issue 22.6: scales that do not alarm for nothing ------------------------------------------------
+def _panel(fig, title):
+    (ax,) = [a for a in fig.axes if a.get_title() == title]
+    return ax
+
+
+def test_ratios_are_drawn_on_a_fixed_axis():
+    """One unit of 256 flipping (0 <-> 1/256) is not a deep "W" on an autoscaled axis: ratios below 0.05 go on
+    [0, 0.05], others on [0, 1], and the axis label says so."""
+    from plastic_rl.diagnose.writers import family_figure
+
+    flips = [0.0, 1 / 256, 0.0, 1 / 256]
+    rows = [{"series": "s", "checkpoint": f"{i}.zip", "step": 100 * i, "network": "policy", "dormant_ratio": 0.0,
+             "saturated_ratio": v, "fau": 0.5} for i, v in enumerate(flips)]  # fmt: skip
+    fig = family_figure("activity", rows)
+    for title in ("dormant_ratio", "saturated_ratio"):
+        ax = _panel(fig, title)
+        assert ax.get_ylim() == pytest.approx((-0.001, 0.05)) and "fixed axis 0-0.05" in ax.get_ylabel()
+    assert _panel(fig, "fau").get_ylim() == pytest.approx((-0.02, 1.0)) and "fixed axis 0-1" in _panel(fig, "fau").get_ylabel()
+    assert family_figure("norms", rows) is None
+
+
+def test_rank_panels_show_the_layer_width(zips, tmp_path):
+    """srank & co. start at 0 and carry the layer width (64 for PlasticPPO's policy, read from the zip) as a
+    dashed line, so a fall from 28 to 18 reads against 64."""
+    from plastic_rl.diagnose.writers import family_figure
+
+    rows = diagnose(zips["plastic_ppo"], n_obs=N_OBS)
+    fig = family_figure("rank", rows)
+    for title in ("srank", "effective_rank", "stable_rank"):
+        ax = _panel(fig, title)
+        widths = [line for line in ax.lines if line.get_linestyle() == "--"]
+        assert [list(w.get_ydata()) for w in widths] == [[64, 64]] and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 64
+        assert "layer width 64" in [t.get_text() for t in ax.get_legend().get_texts()]
+    rows[0]["checkpoint"] = str(tmp_path / "gone.zip")  # no zip to read the width from: no line, still a plot
+    assert not [line for line in _panel(family_figure("rank", rows), "srank").lines if line.get_linestyle() == "--"]
+    assert write_plots(diagnose(zips["plastic_ppo"], n_obs=N_OBS), tmp_path / "plots")

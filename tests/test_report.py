@@ -11,16 +11,17 @@ import pytest
 import yaml
 from scipy import stats
 
-from plastic_rl import report
+from plastic_rl import report, report_plots
 
 SWITCH = 100
 
 
-def make_run(root, name, arm, seed, tasks: dict[int, list[float]], first_task=0, extra_rows=()):
-    """A run folder: config + evaluations.csv with one evaluation every 50 steps, ``tasks[k]`` the returns on task k."""
+def make_run(root, name, arm, seed, tasks: dict[int, list[float]], first_task=0, extra_rows=(), total=None):
+    """A run folder: config + evaluations.csv with one evaluation every 50 steps, ``tasks[k]`` the returns on task k;
+    ``total``: its total_timesteps (default: every task's end; more: a run killed early)."""
     folder = root / name
     (folder / ".hydra").mkdir(parents=True)
-    config = {"arm": arm, "seed": seed, "plasticity": {"preset": arm}, "total_timesteps": SWITCH * len(tasks),
+    config = {"arm": arm, "seed": seed, "plasticity": {"preset": arm}, "total_timesteps": total or SWITCH * len(tasks),
               "env": {"kwargs": {"switch_every": SWITCH, "first_task": first_task}}}  # fmt: skip
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     rows, offset = [], 0
@@ -143,3 +144,176 @@ def test_confidence_intervals_are_repeatable():
     assert first == second and first["a"][1] < first["a"][0] < first["a"][2]
     assert report.improvement(scores, "b", 300) == report.improvement(scores, "b", 300)
     assert np.array_equal(np.random.get_state()[1], state[1])  # the caller's random stream is left as it was
+
+
+def quiet(*_):
+    pass
+
+
+# -- issue 22: reports that cannot mislead ------------------------------------------------------------
+def test_scores_without_a_reference_are_labelled_raw(tmp_path):
+    """22.1: no reference, nothing normalized: every label says raw."""
+    for seed in (0, 1):
+        make_run(tmp_path, f"none_s{seed}", "none", seed, {0: [10, 20], 1: [5, 15]})
+        make_run(tmp_path, f"elr_s{seed}", "elr", seed, {0: [10, 30], 1: [30, 50]})
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reps=20, scalars=False, log=quiet)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert result["normalized"] == {"auc": False, "final": False}
+    assert "IQM raw auc [95% CI]" in md and "(raw returns, not normalized)" in md and "IQM normalized" not in md
+    assert {r["normalized"] for r in csv.DictReader((tmp_path / "out" / "iqm.csv").open())} == {"False"}
+
+
+def test_a_reference_that_never_scores_is_not_called_normalized(tmp_path):
+    make_run(tmp_path, "fresh_t0", "fresh", 0, {0: [0, 0]})
+    make_run(tmp_path, "none", "none", 0, {0: [3, 5]})
+    report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", reps=20, scalars=False, log=quiet)
+    assert [r["normalized"] for r in csv.DictReader((tmp_path / "out" / "iqm.csv").open())] == ["False", "False"]  # auc, final
+
+
+def test_intervals_need_two_seeds_and_every_cell_says_n(tmp_path):
+    """22.2: one seed gives no CI, no P(improvement) and no spread (n/a (1 seed)), never a zero-width interval."""
+    make_run(tmp_path, "none_s0", "none", 0, {0: [10, 20], 1: [5, 15]})
+    make_run(tmp_path, "elr_s0", "elr", 0, {0: [10, 30], 1: [30, 50]})
+    make_run(tmp_path, "fresh_t0", "fresh", 0, {0: [10, 20]})
+    make_run(tmp_path, "fresh_t1", "fresh", 0, {1: [30, 40]}, first_task=1)
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", baseline="none", reps=50, scalars=False,
+                           log=quiet)  # fmt: skip
+    point, low, high = result["iqm"]["auc"]["elr"]
+    assert point == pytest.approx(np.mean([20 / 15, 40 / 35])) and np.isnan(low) and np.isnan(high)
+    assert all(np.isnan(result["improvement"]["auc"]["elr"])) and np.isnan(result["gap"]["auc"]["elr"][1])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert report.SEED_RULE in md and report.MIN_SEEDS_INTERVAL == 2 and report.MIN_SEEDS_VERDICT == 3
+    assert "| `elr` | 1 | 1.24 [n/a (1 seed)] | n/a (1 seed) | -5.0 +- n/a (1 seed) |" in md
+    assert "| `none` | 15.0 +- n/a (1 seed) | 10.0 +- n/a (1 seed) |" in md  # per task, raw
+    assert "[1, 1]" not in md and "+- 0.0" not in md
+    # two seeds: intervals, each with its n
+    make_run(tmp_path, "none_s1", "none", 1, {0: [12, 18], 1: [7, 13]})
+    make_run(tmp_path, "elr_s1", "elr", 1, {0: [14, 26], 1: [34, 46]})
+    make_run(tmp_path, "fresh_t0_s1", "fresh", 1, {0: [10, 20]})
+    make_run(tmp_path, "fresh_t1_s1", "fresh", 1, {1: [30, 40]}, first_task=1)
+    report.report([tmp_path], tmp_path / "out", by=["arm"], reference="fresh", baseline="none", reps=50, scalars=False, log=quiet)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| `elr` | 2 | 1.24 [1.24, 1.24] (n=2) | 1 [1, 1] (n=2 vs 2) | -5.0 +- 0.0 (n=2) |" in md
+    assert "n/a" not in md.split("## Area")[1]
+
+
+def test_a_run_killed_mid_task_is_named_and_left_out(tmp_path):
+    """22.3a: a run killed in task 1 (its last evaluation mid-task) is listed; by default none of it is scored,
+    with --include-incomplete only its complete task 0."""
+    for seed in (0, 1):
+        make_run(tmp_path, f"none_s{seed}", "none", seed, {0: [10, 20], 1: [5, 15]})
+    make_run(tmp_path, "elr_s0", "elr", 0, {0: [10, 30], 1: [30, 50]})
+    make_run(tmp_path, "elr_s1", "elr", 1, {0: [14, 26], 1: [999]}, total=2 * SWITCH)  # killed at step 150 of 200
+    logged = []
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reps=20, scalars=False, log=logged.append)
+    (entry,) = result["incomplete"]
+    assert entry["path"].endswith("elr_s1") and entry["reached"] == 150 and entry["partial_tasks"] == [1] and not entry["included"]
+    assert any("elr_s1" in line and "reached step 150 of 200" in line for line in logged)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Incomplete runs (1)" in md and "elr_s1" in md and "3 runs used" in md
+    assert result["per_task"]["final"]["elr"] == {
+        0: (30.0, pytest.approx(np.nan, nan_ok=True)),
+        1: (50.0, pytest.approx(np.nan, nan_ok=True)),
+    }
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reps=20, scalars=False, log=quiet, include_incomplete=True)
+    assert result["per_task_seeds"]["auc"]["elr"] == {0: 2, 1: 1}  # its task 0 counts, its half of task 1 never
+    assert 999 not in [v for g in result["per_task"]["final"].values() for v, _ in g.values()]
+    assert result["tasks"] == [0, 1] and result["incomplete"][0]["included"]
+
+
+def test_a_sweep_killed_during_one_arm_keeps_the_other_arms_tasks(tmp_path):
+    """22.3b: the arm that was killed is listed and left out; the tables do not silently shrink to task 0."""
+    for seed in (0, 1):
+        make_run(tmp_path, f"none_s{seed}", "none", seed, {0: [10, 20], 1: [5, 15]})
+        make_run(tmp_path, f"elr_s{seed}", "elr", seed, {0: [10, 30], 1: [40]}, total=2 * SWITCH)
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reps=20, scalars=False, log=quiet)
+    assert result["tasks"] == [0, 1] and result["groups"] == ["none"] and len(result["incomplete"]) == 2
+    result = report.report([tmp_path], tmp_path / "out", by=["arm"], reps=20, scalars=False, log=quiet, include_incomplete=True)
+    assert result["tasks"] == [0] and result["left_out_tasks"]["auc"] == {1: ["elr"]}
+    assert "Task 1 is left out of every table: no complete run of `elr` on it." in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_run_killed_before_its_first_evaluation_is_named(tmp_path, capsys):
+    """22.3c: a folder of two complete runs and one without evaluations.csv: the third is named, on stdout too."""
+    make_run(tmp_path, "a", "none", 0, {0: [10, 20]})
+    make_run(tmp_path, "b", "none", 1, {0: [12, 22]})
+    (tmp_path / "c" / ".hydra").mkdir(parents=True)
+    (tmp_path / "c" / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"arm": "none", "seed": 2, "total_timesteps": 100}))
+    report.main([str(tmp_path), "--by", "arm", "--out", str(tmp_path / "out"), "--reps", "20", "--no-scalars"])
+    stdout = capsys.readouterr().out
+    assert f"incomplete run {tmp_path / 'c'}" in stdout and "reached step 0 of 100" in stdout
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "2 runs used" in md and f"`{tmp_path / 'c'}`" in md
+
+
+def test_how_far_a_run_got_reads_final_model_and_checkpoints(tmp_path):
+    """A run whose evaluations end before total_timesteps but that wrote final_model.zip is complete; a
+    checkpoint past a switch shows the task before it complete."""
+    done = make_run(tmp_path, "done", "none", 0, {0: [10, 20]}, total=120)
+    (done / "final_model.zip").write_bytes(b"")
+    run = report.load_run(done)
+    assert run.complete and run.reached == 120 and run.segments[0].complete
+    killed = make_run(tmp_path, "killed", "none", 0, {0: [10, 20]}, total=300)
+    assert not report.load_run(killed).complete and report.load_run(killed).segments[0].complete  # step 100: task 0's end
+    with (killed / "evaluations.csv").open("a") as f:
+        f.write("180,1,1,7,0,1\n")
+    run = report.load_run(killed)
+    assert [(s.task, s.end, s.complete) for s in run.segments] == [(0, 100, True), (1, 200, False)]
+    (killed / "checkpoints").mkdir()
+    (killed / "checkpoints" / "step_0000000256.zip").write_bytes(b"")
+    assert report.load_run(killed).segments[1].complete and report.load_run(killed).reached == 256
+
+
+@pytest.mark.parametrize("group, family", [
+    *[(a, "SB3 (constant lr)") for a in ("none", "none-2x", "none-4x", "none-8x", "fresh")],
+    *[(a, "normalized (NaP)") for a in ("nap", "nap-2x", "nap-4x")],
+    *[(a, "ELR") for a in ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "elr-anything")],
+    *[(a, "interventions") for a in ("redo", "shrink-perturb", "reset")],
+    ("elr,0.001", "ELR"), ("nonesuch", "other"),
+])  # fmt: skip
+def test_the_family_rule(group, family):
+    assert report.family(group) == family
+
+
+def runs_of_arms(arms, seeds=(0, 1, 2)):
+    rng = np.random.default_rng(0)
+    runs = []
+    for i, arm in enumerate(arms):
+        for seed in seeds:
+            segments = [report.Segment(t, 50 + t * SWITCH, [t * SWITCH + 50 * k for k in (1, 2)], list(10 * i + rng.random(2) * 5))
+                        for t in (0, 1)]  # fmt: skip
+            run = report.Run(report.Path(f"{arm}_s{seed}"), {"seed": seed, "total_timesteps": 2 * SWITCH,
+                                                              "env": None, "env.kwargs.switch_every": SWITCH}, segments, arm)  # fmt: skip
+            runs.append(run)
+    return runs
+
+
+def test_curves_are_faceted_by_family_with_bands_and_the_switches(tmp_path):
+    """22.5: thirteen arms in four panels; mean over seeds with a 95% band; a line at the switch."""
+    from matplotlib.collections import PolyCollection
+
+    arms = ["none", "none-2x", "none-4x", "none-8x", "nap", "nap-2x", "nap-4x", "elr", "elr-cusum", "elr-on-switch", "redo",
+            "shrink-perturb", "reset"]  # fmt: skip
+    fig = report_plots.curves_figure(runs_of_arms(arms))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["SB3 (constant lr)", "normalized (NaP)", "ELR", "interventions"]
+    elr = axes[2]
+    assert [t.get_text() for t in elr.get_legend().get_texts()] == ["elr (n=3)", "elr-cusum (n=3)", "elr-on-switch (n=3)", "task switch"]
+    assert sum(isinstance(c, PolyCollection) for c in elr.collections) == 3  # a band per arm
+    assert [line.get_xdata()[0] for line in elr.lines if line.get_linestyle() == ":"] == [SWITCH]
+    fig.savefig(tmp_path / "curves.png", dpi=80)
+    one_seed = report_plots.curves_figure(runs_of_arms(["elr"], seeds=(0,)))
+    assert not any(isinstance(c, PolyCollection) for c in one_seed.axes[0].collections)  # no band for one seed
+
+
+def test_single_points_are_drawn_and_ratios_on_a_fixed_axis():
+    """22.4: a scalar logged once is a visible marker; the dormant ratio is not autoscaled."""
+    (run,) = runs_of_arms(["none"], seeds=(0,))
+    run.scalars = {"plasticity/dormant_ratio": [(150, 0.0)], "plasticity/srank": [(150, 28.0)]}
+    fig = report_plots.plasticity_figure([run], ["plasticity/dormant_ratio", "plasticity/srank"])
+    dormant, srank = fig.axes
+    for ax in (dormant, srank):
+        (line,) = [ln for ln in ax.lines if ln.get_linestyle() != ":"]
+        assert line.get_marker() == "o" and len(line.get_xdata()) == 1
+    assert dormant.get_ylim() == pytest.approx((-0.001, 0.05)) and "fixed axis 0-0.05" in dormant.get_ylabel()
+    assert srank.get_ylim()[0] == 0

@@ -1,8 +1,9 @@
-"""Which checkpoints form a series (one per folder, one for the zip arguments), and the cheap checks of
-the observation source before anything loads."""
+"""Which checkpoints form a series (one per folder, one for the zip arguments), the cheap checks of
+the observation source before anything loads, and the layer widths a checkpoint's weights record."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -83,3 +84,45 @@ def _plan_obs(series: list[Checkpoint], env: str | None, obs: Any, n_obs: int, o
     if isinstance(obs, (str, os.PathLike)):
         return None, None, ckpts.load_obs(obs, space, n_obs)
     return None, None, ckpts.fit_obs(obs, space, "obs", n_obs)
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_shapes(checkpoint: str, _mtime: int) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of every ``*.weight`` in a checkpoint's ``policy.pth`` ({} if it cannot be read);
+    ``_mtime`` keys the cache (a file written again is read again)."""
+    import io
+    import zipfile
+
+    import torch
+
+    try:
+        with zipfile.ZipFile(checkpoint) as zf:
+            state = torch.load(io.BytesIO(zf.read("policy.pth")), map_location="cpu", weights_only=True)
+    except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile, EOFError):
+        return {}
+    return {k: tuple(v.shape) for k, v in state.items() if k.endswith(".weight") and getattr(v, "ndim", 0) >= 2}
+
+
+def layer_widths(checkpoint: str | os.PathLike, network: str, layers: Iterable[str]) -> dict[str, int]:
+    """layer -> its width (output units or channels: the first dim of its weight), read from the checkpoint zip.
+
+    ``layers`` are diagnose's layer keys (``srank/<layer>``), relative to the network: in ``policy.pth`` the
+    weight is ``<network>.<layer>.weight`` (``q_net.q_net.0``) or ``<layer>.weight`` (PPO's ``policy``).
+    A layer with no such weight, or a checkpoint that cannot be read, is left out.
+
+    :param checkpoint: the checkpoint zip (a row's ``checkpoint``)
+    :param network: the network (a row's ``network``)
+    :param layers: the layer keys
+    """
+    try:
+        mtime = os.stat(checkpoint).st_mtime_ns
+    except OSError:
+        return {}
+    shapes = _weight_shapes(str(checkpoint), mtime)
+    out = {}
+    for layer in layers:
+        for key in (f"{network}.{layer}.weight", f"{layer}.weight"):
+            if key in shapes:
+                out[layer] = shapes[key][0]
+                break
+    return out

@@ -86,8 +86,80 @@ def _line_label(row: dict, many_series: bool) -> str:
     return f"{row['series']} · {row['network']}" if many_series else row["network"]
 
 
+RATIOS = (*FAMILIES["activity"], "delta_a")  # fractions (of units, of on/off patterns): a fixed axis, never autoscaled
+RANKS = FAMILIES["rank"]  # bounded by the layer width: drawn with it as a reference line
+
+
+def _mean_width(row: dict, metric: str) -> float | None:
+    """The mean width of the layers a network's ``metric`` aggregate is the mean of (from its checkpoint zip)."""
+    from plastic_rl.diagnose.series import layer_widths
+
+    layers = [k.split("/", 1)[1] for k in row if k.startswith(f"{metric}/")]
+    widths = layer_widths(row["checkpoint"], row["network"], layers)
+    return sum(widths.values()) / len(widths) if widths and len(widths) == len(layers) else None
+
+
+def family_figure(family: str, rows: list[dict]):
+    """The figure of one metric family (None if no row has one of its metrics): one panel per metric, one
+    line per network (per series and network when there are several series), with markers.
+
+    Ratios (``RATIOS``) go on a fixed axis ([0, 0.05] if every value is below 0.05, else [0, 1]; the
+    axis label says which), so one unit of 256 flipping is not drawn as a collapse. Ranks (``RANKS``)
+    start at 0 and show the layer width (mean over the network's layers, from its checkpoint) as a
+    dashed line, so a fall from 28 to 18 of 64 reads as what it is.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    from plastic_rl.report_plots import ratio_axis
+
+    metrics = [m for m in FAMILIES[family] if any(_finite(r.get(m)) is not None for r in rows)]
+    if not metrics:
+        return None
+    many = len({r["series"] for r in rows}) > 1
+    lines: dict[str, list[dict]] = {}
+    for row in rows:
+        lines.setdefault(_line_label(row, many), []).append(row)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        values, widths = [], {}
+        for label, members in lines.items():
+            pts = [(r["step"], r[metric]) for r in members if _finite(r.get(metric)) is not None]
+            if pts:
+                (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=label)
+                values += [p[1] for p in pts]
+                if metric in RANKS:
+                    width = _mean_width(members[-1], metric)
+                    if width is not None:
+                        widths[label] = (width, line.get_color())
+        if metric in RATIOS:
+            top, note = ratio_axis(values)
+            ax.set_ylim(-0.02 * top, top)  # a value of 0 stays in sight
+            ax.set_ylabel(f"fraction ({note})", fontsize=8)
+        if metric in RANKS:
+            same = len({w for w, _ in widths.values()}) == 1
+            for i, (label, (width, color)) in enumerate(widths.items()):
+                if same and i:
+                    break
+                ax.axhline(width, ls="--", lw=1, color="0.4" if same else color,
+                           label=f"layer width {width:g}" if same else f"{label}: layer width {width:g}")  # fmt: skip
+            ax.set_ylim(0, max([*values, *(w for w, _ in widths.values())]) * 1.08 or 1)
+            ax.set_ylabel("rank (dashed: layer width)" if widths else "rank", fontsize=8)
+        ax.set_title(metric)
+        ax.set_xlabel("training step")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10k, not 10000 (neighbours overlap)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"plasticity diagnostics: {family}")
+    fig.tight_layout()
+    return fig
+
+
 class PlotOutputFormat(RowWriter):
-    """``<folder>/<family>.png`` for every family with data: one panel per metric, one line per network."""
+    """``<folder>/<family>.png`` for every family with data (``family_figure``): one panel per metric, one line per network."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -99,27 +171,11 @@ class PlotOutputFormat(RowWriter):
         import matplotlib.pyplot as plt
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        many = len({r["series"] for r in rows}) > 1
-        lines: dict[str, list[dict]] = {}
-        for row in rows:
-            lines.setdefault(_line_label(row, many), []).append(row)
         written = []
-        for family, metrics in FAMILIES.items():
-            present = [m for m in metrics if any(_finite(r.get(m)) is not None for r in rows)]
-            if not present:
+        for family in FAMILIES:
+            fig = family_figure(family, rows)
+            if fig is None:
                 continue
-            fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False)
-            for ax, metric in zip(axes[0], present):
-                for label, members in lines.items():
-                    pts = [(r["step"], r[metric]) for r in members if _finite(r.get(metric)) is not None]
-                    if pts:
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=label)
-                ax.set_title(metric)
-                ax.set_xlabel("training step")
-                ax.grid(alpha=0.3)
-            axes[0][0].legend(fontsize="small")
-            fig.suptitle(f"plasticity diagnostics: {family}")
-            fig.tight_layout()
             path = self.folder / f"{family}.png"
             fig.savefig(path, dpi=100)
             plt.close(fig)
