@@ -42,7 +42,16 @@ from torch import nn
 from plastic_rl.flat_params import FlatParams, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
 from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
-from plastic_rl.schedules import CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule, make_schedule, warmup_cosine
+from plastic_rl.schedules import (
+    CusumRewarm,
+    CyclicRewarm,
+    ImplicitDecay,
+    OnDemandRewarm,
+    Schedule,
+    implicit_decay_rate,
+    make_schedule,
+    warmup_cosine,
+)
 
 __all__ = [
     "ELR",
@@ -52,6 +61,8 @@ __all__ = [
     "CyclicRewarm",
     "CusumRewarm",
     "OnDemandRewarm",
+    "ImplicitDecay",
+    "implicit_decay_rate",
     "warmup_cosine",
     "make_schedule",
     "GAIN_MODES",
@@ -266,6 +277,13 @@ class ELR:
         if self.schedule is None:
             raise RuntimeError("ELR has no schedule to re-warm; pass schedule=CyclicRewarm(...) or CusumRewarm(...)")
         self.schedule.rewarm()
+
+    def projected_layers(self) -> list[tuple[int, float]]:
+        """``(number of parameters, initial norm)`` of each projected layer, weight and bias jointly
+        (gains excluded): what ``implicit_decay_rate`` needs."""
+        groups = self._flat.current()[self._first_projected : self._n_measured]
+        norms = self.init_norms[: self._n_measured - self._first_projected].tolist()
+        return [(sum(int(p.numel()) for p in group), float(n)) for group, n in zip(groups, norms)]
 
     # -- reporting -------------------------------------------------------------------------------
     @property

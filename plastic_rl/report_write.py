@@ -122,7 +122,8 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
         rows = []
         values, seeds = result["iqm"][metric], result["seeds"][metric]
         for group in sorted(values, key=lambda g: -values[g][0]):
-            row = [f"`{group}`", seeds[group], estimate_cell(*values[group], seeds[group])]
+            point, low, high = values[group][:3]
+            row = [f"`{group}`", seeds[group], estimate_cell(point, low, high, seeds[group])]
             if baseline:
                 p = result["improvement"].get(metric, {}).get(group)
                 row += [improvement_cell(p, seeds[group], seeds[baseline]) if p else "(baseline)" if group == baseline else ""]
@@ -135,7 +136,7 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
         shown = sorted({t for cells in per_task.values() for t in cells}, key=lambda t: (type(t).__name__, t))
         lines += [f"Per task, raw {metric} (mean +- std over seeds, n seeds):", ""]
         lines += [markdown_table(["group", *[f"task {t}" for t in shown]],
-                                 [[f"`{g}`", *[spread_cell(*per_task[g][t], counts[g][t]) if t in per_task[g] else "" for t in shown]]
+                                 [[f"`{g}`", *[spread_cell(per_task[g][t][0], per_task[g][t][1], counts[g][t]) if t in per_task[g] else "" for t in shown]]
                                   for g in sorted(per_task)]), ""]  # fmt: skip
     if result["alarms"]:
         lines += [f"## CUSUM alarms against the task switches (hit: within {hit_window:.0%} of a task after a switch)", ""]

@@ -162,12 +162,22 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
     if cfg.eval_freq and eval_env is not None:
         callbacks.append(EvalCallback(eval_env, cfg.eval_freq, cfg.eval_episodes, csv_path=run_dir / EVALUATIONS,
                                       eval_tasks=cfg.eval_tasks))  # fmt: skip
-    rewarm, intervene = bool(cfg.env.get("rewarm_on_switch")), bool(cfg.env.get("intervene_on_switch"))
+    rewarm, intervene = rewarm_on_switch(cfg), bool(cfg.env.get("intervene_on_switch"))
     if rewarm or intervene:
         from plastic_rl.envs import OnTaskSwitch
 
         callbacks.append(OnTaskSwitch(rewarm=rewarm, intervene=intervene))
     return CallbackList(callbacks)
+
+
+def rewarm_on_switch(cfg: DictConfig) -> bool:
+    """``env.rewarm_on_switch``: true, false, or ``auto`` (the task sequences' default): re-warm at each
+    announced switch when the plasticity's schedule waits to be told of a change (``decay``, the default
+    preset's, and ``on-demand``); a cyclic or CUSUM schedule re-warms by itself."""
+    value = cfg.env.get("rewarm_on_switch")  # run_plan.check accepted it
+    if value == "auto":
+        return cfg.plasticity.get("schedule") in ("decay", "on-demand")
+    return bool(value)
 
 
 def end_step(model, start: int, total: int) -> int | None:

@@ -61,6 +61,8 @@ def check(cfg: DictConfig) -> None:
         fail(f"agent.algorithm={cfg.agent.algorithm!r} is not accepted; accepted: {', '.join(registry.PLASTIC)}")
     if cfg.eval_tasks not in EVAL_TASKS:
         fail(f"eval_tasks={cfg.eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
+    if cfg.env.get("rewarm_on_switch") not in (None, True, False, "auto"):
+        fail(f"env.rewarm_on_switch={cfg.env.rewarm_on_switch!r} is not accepted; accepted: true, false, auto")
 
 
 def checkpoints(folder: Path) -> list[Path]:

@@ -5,7 +5,9 @@ schedule, a torch LR scheduler, a constant) keeps setting the base learning rate
 steps with ``base * factor``. Re-warming (Lyle et al. 2025) means restarting a linear warm-up to a
 peak followed by a cosine decay: periodically (``CyclicRewarm``), when a change-point detector sees
 the loss rise (``CusumRewarm``), or only when the caller says so (``OnDemandRewarm``: a known task
-switch); every schedule also restarts on ``rewarm()``.
+switch); every schedule also restarts on ``rewarm()``. ``ImplicitDecay`` is the safe default's
+schedule: the ELR decay a normalized network *without* projection would have, made explicit, and
+restarted at a change (docs/elr_rule.md derives it).
 
 Convention: ``factor()`` is the multiplier for the *next* optimizer step; ``step(loss)`` is called
 once after each optimizer step. ``s`` below counts optimizer steps since the last (re)start.
@@ -14,6 +16,7 @@ once after each optimizer step. ``s`` below counts optimizer steps since the las
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -252,7 +255,76 @@ class OnDemandRewarm(Schedule):
         self.t = 0
 
 
-SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm, "on-demand": OnDemandRewarm}
+# Optimizers whose step moves each coordinate by about lr whatever the gradient's scale (the premise of
+# implicit_decay_rate); SGD's step is lr * gradient, which no hyperparameter predicts.
+ADAPTIVE_OPTIMIZERS = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop")
+
+
+def implicit_decay_rate(lr: float, layers: Iterable[tuple[int, float]], optimizer: str = "Adam") -> float:
+    """The rate of ``ImplicitDecay``: how fast a normalized network's ELR would decay without projection.
+
+    A normalized (scale-invariant) layer's gradient is orthogonal to its weights W, so a step u adds
+    ``||u||^2`` to ``||W||^2`` and nothing else (Pythagoras): the norm grows and the ELR ``||u|| / ||W||``
+    decays. An adaptive optimizer (Adam, RMSprop) moves each of a layer's P coordinates by at most about
+    ``lr`` per step, so ``||u||^2 <= lr^2 P``. Pooled over the projected layers, after t steps
+    ``sum ||W||^2 = sum ||W_0||^2 + t lr^2 sum P``, and the ELR has fallen by the factor
+    ``1 / sqrt(1 + rate * t)`` with ``rate = lr^2 * sum(P) / sum(||W_0||^2)``. Projection removes this
+    decay; ``ImplicitDecay(rate)`` puts it back as an explicit lr factor, which a re-warm can undo.
+
+    A pure function of hyperparameters: the lr, the optimizer, and each projected layer's parameter
+    count and initial norm (net_arch and the init scheme).
+
+    :param lr: the optimizer's learning rate at the start (an SB3 schedule's initial value); 0 (a model loaded
+        for inference, e.g. by diagnose) gives rate 0
+    :param layers: ``(number of parameters, initial Frobenius norm)`` of each projected layer (weight and bias jointly)
+    :param optimizer: the optimizer's class name; one of ``ADAPTIVE_OPTIMIZERS``
+    """
+    if optimizer not in ADAPTIVE_OPTIMIZERS:
+        raise ValueError(
+            f"schedule 'decay' needs an adaptive optimizer ({', '.join(ADAPTIVE_OPTIMIZERS)}), got {optimizer}: "
+            "an SGD step is lr * gradient, so its norm growth is not set by the hyperparameters; use schedule=None"
+        )
+    layers = list(layers)
+    if not layers:
+        raise ValueError("schedule 'decay' needs at least one projected layer (a hidden layer followed by a normalization)")
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"lr={lr!r} must be a finite number >= 0")
+    params = sum(int(n) for n, _ in layers)
+    square_norms = sum(float(norm) ** 2 for _, norm in layers)
+    if not (params > 0 and math.isfinite(square_norms) and square_norms > 0):
+        raise ValueError(f"layers={layers!r}: need parameter counts > 0 and finite, non-zero norms")
+    return lr * lr * params / square_norms
+
+
+class ImplicitDecay(Schedule):
+    """Factor ``1 / sqrt(1 + rate * s)``, s the optimizer steps since the start or the last ``rewarm()``.
+
+    The ELR a normalized network trained without projection would have, relative to its first step
+    (``implicit_decay_rate``): the decay a tuned lr was tuned with (an unnormalized network's norm
+    grows too), kept while the task holds. ``rewarm()`` restarts it: the ELR returns to its value at
+    initialization, as if the weights had been shrunk back to their initial norm (the paper's re-warm),
+    at a task switch the caller knows (``model.plasticity.rewarm()``, ``RewarmOnSwitch``).
+
+    :param rate: the decay rate per optimizer step (>= 0; 0 is a constant factor 1), from ``implicit_decay_rate``
+    """
+
+    def __init__(self, rate: float):
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"rate={rate!r} must be a finite number >= 0")
+        self.rate = float(rate)
+        self.t = 0  # steps since the start or the last rewarm()
+
+    def factor(self) -> float:
+        return 1.0 / math.sqrt(1.0 + self.rate * self.t)
+
+    def step(self, loss: float | None = None) -> None:
+        self.t += 1
+
+    def rewarm(self) -> None:
+        self.t = 0
+
+
+SCHEDULES = {"cyclic": CyclicRewarm, "cusum": CusumRewarm, "on-demand": OnDemandRewarm, "decay": ImplicitDecay}
 
 
 def make_schedule(kind: str | None, **kwargs: Any) -> Schedule | None:

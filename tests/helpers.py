@@ -154,5 +154,5 @@ AGENT_CASES = [
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
 # (tests/test_agent_interventions.py).
-PRESET_NAMES = ["none", "nap", "elr", "elr-cusum"]
+PRESET_NAMES = ["none", "nap", "elr", "elr-cusum", "elr-decay"]
 assert set(PRESET_NAMES) <= set(PRESETS)

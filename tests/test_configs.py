@@ -15,6 +15,20 @@ from plastic_rl.tools.plasticity_configs import folder, main, render, stale, wri
 FIELDS = [f.name for f in dataclasses.fields(PlasticityConfig)]
 
 
+def test_the_default_preset_is_one_everywhere():
+    """PlasticX(env), python -m plastic_rl.train and agents.config.DEFAULT_PRESET name the same preset (issue 20)."""
+    import inspect
+
+    from plastic_rl import agents
+    from plastic_rl.agents.config import DEFAULT_PRESET
+
+    assert DEFAULT_PRESET == "elr-decay" and PRESETS[DEFAULT_PRESET].schedule == "decay"
+    for name in agents.registry.PLASTIC:
+        assert inspect.signature(getattr(agents, name).__init__).parameters["plasticity"].default == DEFAULT_PRESET, name
+    assert load_config("config", []).plasticity.preset == DEFAULT_PRESET
+    assert agents.PlasticPPO("CartPole-v1").plasticity.config == PRESETS[DEFAULT_PRESET]
+
+
 def test_every_preset_file_is_what_presets_generate():
     assert stale() == []  # exact text: run python -m plastic_rl.tools.plasticity_configs after changing PRESETS
     assert sorted(p.stem for p in folder().glob("*.yaml")) == sorted(PRESETS)

@@ -86,6 +86,15 @@ def test_constant_lr_arms_multiply_the_suites_lr():
     assert "none-8x" in continual.CONSTANT_LR_ARMS and "none-8x" in continual.ARMS
 
 
+def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():
+    sequence = continual.Suite("s", [], lr=1e-3, tasks=2, steps_per_task=100, optimizer_steps_per_task=100, sequence=True)
+    game = continual.Suite("g", [], lr=1e-4, tasks=1, steps_per_task=100, optimizer_steps_per_task=100, sequence=False)
+    assert continual.arm_overrides("elr-decay", sequence) == [
+        "plasticity=elr-decay", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
+    assert continual.arm_overrides("elr-decay", game) == ["plasticity=elr-decay", "agent.kwargs.learning_rate=0.0001"]
+    assert "elr-decay" in continual.ELR_ARMS and "elr-decay" in continual.ARMS
+
+
 def test_gap_verdicts_read_the_sign():
     assert continual.gap_verdict(63.0, 58.1, "fresh") == "below `fresh` by more than the seed spread"
     assert continual.gap_verdict(-1.2, 0.3, "none") == "above `none` by more than the seed spread"
@@ -110,7 +119,58 @@ def test_a_sweep_through_submitit_local_and_its_report(tmp_path):
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    assert sorted(p.name for p in sweep.glob("*_seed*")) == ["ppo_CartPole_elr_seed0", "ppo_CartPole_elr_seed1"]
+    assert sorted(p.name for p in sweep.glob("*_seed*")) == ["ppo_CartPole_elr-decay_seed0", "ppo_CartPole_elr-decay_seed1"]
     assert list(sweep.glob(".submitit/*/*_result.pkl")) or list(sweep.rglob("*_result.pkl"))  # submitit ran the jobs
     result = report.report([sweep], tmp_path / "report", by=["plasticity.preset"], reps=50, scalars=False, log=lambda *_: None)
-    assert result["groups"] == ["elr"] and result["scores"]["final"]["elr"].shape == (2, 1)
+    assert result["groups"] == ["elr-decay"] and result["scores"]["final"]["elr-decay"].shape == (2, 1)
+
+
+# -- issue 22: the summary says what it computed and needs seeds for its verdicts --------------------
+def claims_for(tmp_path, seeds, fresh=False):
+    from test_report import make_run
+
+    root = tmp_path / f"runs{len(seeds)}{fresh}"
+    for seed in seeds:
+        make_run(root, f"none_s{seed}", "none", seed, {0: [10 + seed, 20], 1: [5, 15 + seed]})
+        make_run(root, f"elr_s{seed}", "elr", seed, {0: [100 + seed, 300], 1: [300, 500 + seed]})
+        if fresh:
+            make_run(root, f"fresh_t0_s{seed}", "fresh", seed, {0: [10, 20 + seed]})
+            make_run(root, f"fresh_t1_s{seed}", "fresh", seed, {1: [30, 40 + seed]}, first_task=1)
+    result = report.report([root], root / "report", by=["arm"], reference="fresh" if fresh else None, baseline="none", reps=50,
+                           scalars=False, log=lambda *_: None)  # fmt: skip
+    return "\n".join(continual.claims(result, ["fresh", "none", "elr"], "fresh" if fresh else "(none)", 50))
+
+
+def test_claims_say_raw_auc_when_nothing_normalized_it(tmp_path):
+    """22.1: without a fresh arm the IQM is of raw AUC, and the summary says so."""
+    text = claims_for(tmp_path, [0, 1, 2])
+    assert "raw-AUC IQM 300.500 (n=3) vs 13.000 (n=3)" in text and "normalized-AUC" not in text
+    assert "Nothing is normalized" in text
+    assert "normalized-AUC IQM" in claims_for(tmp_path, [0, 1, 2], fresh=True)
+
+
+def test_claims_need_two_seeds_for_an_interval_and_three_for_a_verdict(tmp_path):
+    """22.2: one seed: no CI and no verdict; two: a CI but no verdict; three: both."""
+    one = claims_for(tmp_path, [0], fresh=True)
+    assert "95% CI n/a (1 seed)); >= +20% with the lower bound above 0: n/a (1 seed)." in one and "**yes**" not in one
+    assert "- `none`: 25.0 +- n/a (1 seed); verdict n/a (1 seed)" in one and "seed spread)" not in one
+    assert "- `elr`: 12.38 [n/a (1 seed)]" in one and report.SEED_RULE in one
+    two = claims_for(tmp_path, [0, 1], fresh=True)
+    assert "(95% CI +" in two and "lower bound above 0: n/a (2 seeds)." in two and "verdict n/a (2 seeds)" in two
+    three = claims_for(tmp_path, [0, 1, 2], fresh=True)
+    assert "lower bound above 0: **yes**." in three and "(n=3)" in three and "n/a" not in three.replace(report.SEED_RULE, "")
+    assert continual.gap_verdict(63.0, 58.1, "fresh", seeds=2) == "verdict n/a (2 seeds)"
+    assert continual.gap_verdict(63.0, 58.1, "fresh", seeds=3) == "below `fresh` by more than the seed spread"
+
+
+def test_report_only_on_a_killed_sweep_names_the_killed_runs(tmp_path, capsys):
+    """22.3b through the tool: an arm killed mid-sweep is listed on stdout and in report.md, the others keep both tasks."""
+    from test_report import make_run
+
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", f"none_seed{seed}", "none", seed, {0: [10, 20], 1: [5, 15]})
+    make_run(tmp_path / "runs", "elr_seed0", "elr", 0, {0: [10, 30], 1: [40]}, total=200)
+    result = continual.main(["--report-only", "--arms", "none,elr", "--tasks", "2", "--out", str(tmp_path), *TINY])
+    stdout = capsys.readouterr().out
+    assert f"incomplete run {tmp_path / 'runs' / 'elr_seed0'}" in stdout and result["tasks"] == [0, 1]
+    assert "## Incomplete runs (1)" in (tmp_path / "report" / "report.md").read_text()

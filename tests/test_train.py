@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = ["progress_bar=false", "eval_episodes=2", "diagnostics_freq=20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-RUN = "ppo_CartPole_elr_seed0"
+RUN = "ppo_CartPole_elr-decay_seed0"  # the default preset (agents.config.DEFAULT_PRESET)
 GYMNASIUM = ["+env.kwargs.backend=gymnasium", "+env.eval_kwargs.backend=gymnasium"]  # picklable envs: exact resumes
 
 
@@ -111,10 +111,10 @@ def test_configs_compose_and_presets_match_the_agents():
 def test_cartpole_run_writes_everything(tmp_path):
     out = train(tmp_path, "total_timesteps=2048", "checkpoint_freq=1024", "eval_freq=1024", *QUICK)
     assert out.returncode == 0, out.stderr
-    run = tmp_path / "runs" / "ppo_CartPole_elr_seed0"
+    run = tmp_path / "runs" / RUN
     assert f"outputs in {run}" in out.stdout
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
-    assert config["total_timesteps"] == 2048 and config["plasticity"]["preset"] == "elr"
+    assert config["total_timesteps"] == 2048 and config["plasticity"]["preset"] == "elr-decay"
     tags = scalar_tags(run / "tb")
     assert {"plasticity/lr_factor", "plasticity/elr/mlp_extractor.policy_net.0", "eval/mean_reward"} <= tags
     ckpts = sorted((run / "checkpoints").glob("step_*.zip"))
@@ -190,7 +190,7 @@ def test_intervention_presets_train_from_the_cli(tmp_path):
 def test_atari_run_writes_events_and_a_loadable_checkpoint(tmp_path):
     out = train(tmp_path, "env=Atari", "total_timesteps=2048", "checkpoint_freq=1024", "eval_freq=0", *QUICK, timeout=600)
     assert out.returncode == 0, out.stderr
-    run = tmp_path / "runs" / "ppo_Atari_elr_seed0"
+    run = tmp_path / "runs" / "ppo_Atari_elr-decay_seed0"
     assert "plasticity/elr/features_extractor.cnn.0" in scalar_tags(run / "tb")
     model = PlasticPPO.load(sorted((run / "checkpoints").glob("step_*.zip"))[0])
     assert model.observation_space.shape == (4, 84, 84) and model.env_id == "Pong-v5"
@@ -387,12 +387,27 @@ def test_a_nonstationary_run_is_diagnosable_without_flags(tmp_path):  # issue 10
     args = ["env=NonStationary", "env.kwargs.switch_every=512", "env.kwargs.n_tasks=2", "total_timesteps=1024",
             "checkpoint_freq=512", "eval_freq=0", *QUICK]  # fmt: skip
     assert train(tmp_path, *args).returncode == 0
-    run = tmp_path / "runs" / "ppo_NonStationary_elr_seed0"
+    run = tmp_path / "runs" / "ppo_NonStationary_elr-decay_seed0"
     assert PlasticPPO.load(run / "checkpoints" / "step_0000000512.zip").env_id == "CartPole-v1"
+    # env.rewarm_on_switch=auto (the sequences' default): the default preset's decay restarts at the announced switch
+    elr = PlasticPPO.load(run / "final_model.zip").plasticity.elrs["policy"]
+    assert 0 < elr.schedule.t < elr.steps and elr.steps == 1024 // 256 * 20
     out = subprocess.run([sys.executable, "-m", "plastic_rl.diagnose", str(run), "--n-obs", "64"], env=ENV,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "2 checkpoint(s), 64 observations from CartPole-v1" in out.stderr
+
+
+def test_rewarm_on_switch_auto_leaves_a_self_restarting_schedule_alone(tmp_path):
+    args = ["env=NonStationary", "env.kwargs.switch_every=512", "env.kwargs.n_tasks=2", "total_timesteps=1024", "plasticity=elr",
+            "checkpoint_freq=0", "eval_freq=0", *QUICK]  # fmt: skip
+    assert train(tmp_path, *args).returncode == 0
+    elr = PlasticPPO.load(tmp_path / "runs" / "ppo_NonStationary_elr_seed0" / "final_model.zip").plasticity.elrs["policy"]
+    assert elr.schedule.t == elr.steps  # cyclic: never restarted by the switch
+    bad = train(tmp_path, *args, "env.rewarm_on_switch=sometimes")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: env.rewarm_on_switch='sometimes' is not accepted; accepted: true, false, auto"
+    )
 
 
 def test_a_nonstationary_run_can_intervene_at_each_task_switch(tmp_path):

@@ -18,7 +18,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
 from plastic_rl.agents import registry
-from plastic_rl.agents.config import PlasticityConfig, resolve_plasticity
+from plastic_rl.agents.config import DEFAULT_PRESET, PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
 from plastic_rl.agents.policies import NormalizedPolicy, normalized_policy
@@ -126,7 +126,7 @@ class PlasticMixin(_AlgorithmBase):
         policy: Any,
         env: Any = None,
         *args: Any,
-        plasticity: str | PlasticityConfig | dict | None = "elr",
+        plasticity: str | PlasticityConfig | dict | None = DEFAULT_PRESET,
         diagnostics_freq: int = 1000,
         diagnostics_batch: int = 256,
         diagnostics_tau: float = 0.025,
@@ -139,7 +139,8 @@ class PlasticMixin(_AlgorithmBase):
             observation space then picks the alias. A ``plasticity`` with a ``norm`` normalizes a user's subclass of an
             SB3 policy (SB3's ``ActorCriticPolicy`` for PPO, ...) by mixing plastic_rl's normalization into it.
         :param env: SB3's ``env`` (an id, a gymnasium env or a VecEnv); None when ``policy`` is the environment.
-        :param plasticity: a preset name (``"elr"``, ``"none"``, ``"redo"``, ...: ``PRESETS``), a ``PlasticityConfig``, a dict
+        :param plasticity: a preset name (default ``DEFAULT_PRESET``, ``"elr-decay"``; ``"none"``, ``"nap"``, ``"elr"``, ``"redo"``,
+            ...: ``PRESETS``), a ``PlasticityConfig``, a dict
             overriding fields of its ``"preset"`` (``resolve_plasticity``), or None (``"none"``: SB3's algorithm, still measured).
             A zip saved by SB3's own algorithm loads as ``"none"`` (its networks have no normalization).
         :param diagnostics_freq: gradient steps (SB3's ``train/n_updates``) between two diagnostics of the networks (dormant,

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, OnDemandRewarm, Schedule
+from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, ImplicitDecay, OnDemandRewarm, Schedule
 from plastic_rl.norm import NORM_KINDS
 
-SCHEDULE_KINDS = (None, "cyclic", "cusum", "on-demand")
+SCHEDULE_KINDS = (None, "cyclic", "cusum", "on-demand", "decay")
 INTERVENTIONS = (None, "redo", "shrink-perturb", "reset")
 
 
@@ -40,7 +40,9 @@ class PlasticityConfig:
     :param schedule: the lr re-warm: None, ``"cyclic"`` (restart every ``period`` steps), ``"cusum"``
         (restart when the training loss jumps) or ``"on-demand"`` (factor 1 until
         ``model.plasticity.rewarm()``, e.g. from ``plastic_rl.agents.callbacks.RewarmOnSwitch`` at a task
-        switch).
+        switch), or ``"decay"`` (the decay a normalized network without projection would have, derived
+        from the lr, the optimizer and the projected layers: ``schedules.implicit_decay_rate``; restarted
+        by ``model.plasticity.rewarm()``; its fields below are unused).
     :param period: ``"cyclic"``: optimizer steps between restarts (warm-up plus cosine decay).
     :param warmup: optimizer steps of each (re)start's linear warm-up from ``floor`` to ``peak``.
     :param peak: the lr factor at the end of the warm-up (a multiple of the agent's own lr).
@@ -108,7 +110,11 @@ class PlasticityConfig:
         if not (isinstance(self.reset_layers, str) and self.reset_layers.strip()):
             raise ValueError(f"reset_layers={self.reset_layers!r}: give 'heads', 'all' or comma-separated layer names")
 
-    def make_schedule(self) -> Schedule | None:
+    def make_schedule(self, decay_rate: float = 0.0) -> Schedule | None:
+        """The schedule these fields describe; ``decay_rate``: ``"decay"``'s rate (``schedules.implicit_decay_rate``
+        of the network it drives, which the agent computes once its networks exist)."""
+        if self.schedule == "decay":
+            return ImplicitDecay(decay_rate)
         if self.schedule == "cyclic":
             return CyclicRewarm(period=self.period, warmup=self.warmup, peak=self.peak, floor=self.floor)
         if self.schedule == "cusum":
@@ -127,11 +133,20 @@ PRESETS: dict[str, PlasticityConfig] = {
     "nap": PlasticityConfig(schedule=None),
     "elr": PlasticityConfig(),
     "elr-cusum": PlasticityConfig(schedule="cusum"),
+    # NaP with the ELR decay an unprojected normalized network would have, restarted at each re-warm
+    # (model.plasticity.rewarm(), an announced task switch): safe on a stationary task (docs/elr_rule.md).
+    "elr-decay": PlasticityConfig(schedule="decay"),
     # The standard interventions on SB3's own networks (no normalization, constant lr): the baselines.
     "redo": PlasticityConfig(norm=None, project=False, schedule=None, intervention="redo", every=1000),
     "shrink-perturb": PlasticityConfig(norm=None, project=False, schedule=None, intervention="shrink-perturb", every=10_000),
     "reset": PlasticityConfig(norm=None, project=False, schedule=None, intervention="reset", every=10_000),
 }
+
+
+# What PlasticX(env) and `python -m plastic_rl.train` use with no plasticity given: safe on a stationary
+# task at the user's own lr (the ELR decays as a normalized network's would), re-warmed at an announced
+# change (docs/elr_rule.md; measured in docs/bench_agents.md, "The stationary panel").
+DEFAULT_PRESET = "elr-decay"
 
 
 def resolve_plasticity(plasticity: str | PlasticityConfig | Mapping[str, Any] | None) -> PlasticityConfig:

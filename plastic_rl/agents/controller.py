@@ -23,7 +23,7 @@ from torch import nn
 from plastic_rl import diagnostics, interventions
 from plastic_rl.agents.config import PlasticityConfig
 from plastic_rl.agents.loss_tap import LossTap, tap_losses
-from plastic_rl.elr import ELR, scale_invariant_layers
+from plastic_rl.elr import ELR, implicit_decay_rate, scale_invariant_layers
 from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 
 Forward = Callable[[nn.Module, Any], Any]
@@ -41,6 +41,16 @@ class Network:
     exclude: tuple[str, ...] = ()  # layers another network's optimizer trains (a shared extractor)
     mirrors: tuple[nn.Module, ...] = ()  # target networks: interventions edit them the same way
     init: interventions.Initializer = interventions.default_init  # how the agent's parent initializes it
+
+
+def decay_rate(elr: ELR, optimizer: torch.optim.Optimizer) -> float:
+    """``implicit_decay_rate`` of one network: its projected layers, its optimizer's class and initial lr
+    (SB3 sets the lr from its schedule's start before the controller exists). A network with no
+    projected layer (``net_arch=[]``) has no implicit decay: rate 0."""
+    layers = elr.projected_layers()
+    if not layers:
+        return 0.0
+    return implicit_decay_rate(float(optimizer.param_groups[0]["lr"]), layers, type(optimizer).__name__)
 
 
 INTERVENTION_STATE = "_interventions"  # key of the intervention bookkeeping in state_dict()
@@ -78,6 +88,8 @@ class PlasticityController:
                 gains=config.gains,
                 exclude=net.exclude,
             )
+            if config.schedule == "decay":  # its rate needs the built network: the projected layers and the lr
+                self.elrs[net.name].schedule = config.make_schedule(decay_rate=decay_rate(self.elrs[net.name], net.optimizer))
             self._handles.append(net.optimizer.register_step_post_hook(self._hook(net.name)))
         self._tap: LossTap | None = None  # open during train(): the loss of each optimizer step
         self._prefix = len(networks) > 1  # name layers "<network>.<layer>" only when it is ambiguous

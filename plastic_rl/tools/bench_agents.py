@@ -6,6 +6,9 @@
     python -m plastic_rl.tools.bench_agents elr-trace --algos dqn --arms none nap [--timesteps 20000]
     python -m plastic_rl.tools.bench_agents compare [--algos dqn sac] [--arms sb3 elr none] [--seeds 0 1 2 3 4]
                                                     [--csv bench_agents_compare.csv] [--reps 50000]
+    python -m plastic_rl.tools.bench_agents panel [--rows ...] [--seeds ...] [--csv docs/data/panel.csv] [--report-only]
+
+panel: SB3's class against the plastic default on six stationary rows (``plastic_rl/tools/panel.py``).
 
 overhead: SB3 PPO and PlasticPPO(plasticity="elr", diagnostics at their default frequency) with the
 same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v1 (MlpPolicy) and an
@@ -365,8 +368,9 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Append one row under an exclusive lock (two benchmark processes may share a CSV)."""
+def append_row(path: Path, row: dict, fields: list[str] | None = None) -> None:
+    """Append one row under an exclusive lock (two benchmark processes may share a CSV); ``fields``: the
+    CSV's columns (default: compare's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", newline="") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -375,7 +379,7 @@ def append_row(path: Path, row: dict) -> None:
             f.seek(size - 1)
             if f.read(1) != "\n":  # a row cut short by an interruption: start a fresh line
                 f.write("\n")
-        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer = csv.DictWriter(f, fields or CSV_FIELDS)
         if not size:
             writer.writeheader()
         writer.writerow(row)
@@ -558,8 +562,15 @@ def elr_trace(algo: str, arms: list[str], timesteps: int, seed: int, points: int
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["panel"]:  # the stationary panel has its own options (tools/panel.py)
+        from plastic_rl.tools import panel
+
+        return panel.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace"])
+    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace", "panel"])
     parser.add_argument(
         "--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)"
     )

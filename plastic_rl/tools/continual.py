@@ -52,7 +52,7 @@ import numpy as np
 from plastic_rl.tools._validate import parse_seeds
 
 CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x")
-ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch")
+ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay")
 INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
 ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
 LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
@@ -136,6 +136,8 @@ def arm_overrides(arm: str, suite: Suite) -> list[str]:
         if not suite.sequence:
             raise ValueError("elr-on-switch needs task switches; the minatar suite has none")
         return ["plasticity=elr", "plasticity.schedule=on-demand", "env.rewarm_on_switch=true", *lr, *schedule]
+    if arm == "elr-decay":  # the safe default's rule: decays while a task holds, re-warmed at each announced switch
+        return ["plasticity=elr-decay", *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
     if arm == "redo":
         return ["plasticity=redo", "plasticity.every=1000", *lr]
     if arm in ("shrink-perturb", "reset"):
@@ -172,9 +174,17 @@ def launch(overrides: list[str], suite: Suite, args: argparse.Namespace, log: Pa
         return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
 
 
-def gap_verdict(gap: float, spread: float, reference: str) -> str:
+def gap_verdict(gap: float, spread: float, reference: str, seeds: int | None = None) -> str:
     """What a plasticity gap (reference minus arm, mean +- std over seeds) says: a positive gap is a loss
-    of plasticity, a negative one an arm that learns better than the reference."""
+    of plasticity, a negative one an arm that learns better than the reference.
+
+    :param seeds: the fewest seeds of the two groups; below ``report.MIN_SEEDS_VERDICT`` no verdict:
+        ``verdict n/a (2 seeds)`` (None: not checked here)
+    """
+    from plastic_rl.report_stats import MIN_SEEDS_VERDICT, not_enough
+
+    if seeds is not None and seeds < MIN_SEEDS_VERDICT or math.isnan(spread):
+        return f"verdict {not_enough(seeds if seeds is not None else 1)}"
     if abs(gap) <= spread:
         return "within the seed spread"
     side = "below" if gap > 0 else "above"
@@ -182,24 +192,34 @@ def gap_verdict(gap: float, spread: float, reference: str) -> str:
 
 
 def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -> list[str]:
-    """The benchmark's questions, answered from the report's numbers (module docstring of the issue)."""
+    """The benchmark's questions, answered from the report's numbers (module docstring of the issue).
+
+    Every number says how many seeds it rests on; an interval needs ``MIN_SEEDS_INTERVAL`` seeds per
+    group and a verdict ``MIN_SEEDS_VERDICT`` (``report_stats.SEED_RULE``), else it reads ``n/a (k seeds)``.
+    """
     from rliable import library as rly
     from rliable import metrics
 
     from plastic_rl import report
+    from plastic_rl.report_stats import MIN_SEEDS_INTERVAL, MIN_SEEDS_VERDICT, SEED_RULE, not_enough
+    from plastic_rl.report_write import estimate_cell, spread_cell
 
-    lines = []
+    lines = [SEED_RULE, ""]
+    seeds = result["seeds"]["auc"]
     gaps = result["gap"].get("auc", {})
     if gaps:
-        n_tasks = len({t for cells in result["per_task"]["auc"].values() for t in cells})
-        where = "on the late tasks" if n_tasks > 1 else "on the one task"
-        lines.append(f"Plasticity gap (`{reference}` minus the arm {where}, AUC in returns, mean +- std over seeds):")
+        where = "on the late tasks" if len(result["tasks"]) > 1 else "on the one task"
+        lines.append(f"Plasticity gap (`{reference}` minus the arm {where}, AUC in returns, mean +- std over n seeds):")
         for arm in [a for a in arms if a in gaps]:
             gap, spread = gaps[arm]
-            lines.append(f"- `{arm}`: {gap:.1f} +- {spread:.1f} ({gap_verdict(gap, spread, reference)})")
+            n = min(seeds.get(arm, 0), seeds.get(reference, 0))
+            lines.append(f"- `{arm}`: {spread_cell(gap, spread, seeds.get(arm, 0))}; {gap_verdict(gap, spread, reference, n)}")
         lines.append("")
     scores = result["scores"]["auc"]
     iqm = result["iqm"]["auc"]
+    label = "normalized-AUC IQM" if result["normalized"]["auc"] else "raw-AUC IQM"
+    if not result["normalized"]["auc"]:
+        lines += ["Nothing is normalized (no reference arm, or one that never scores): every AUC below is in raw returns.", ""]
     elr = [a for a in ELR_ARMS if a in scores]
 
     def relative(x, y):
@@ -213,17 +233,25 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
             continue
         best_control = max(controls, key=lambda a: iqm[a][0])
         best_elr = max(elr, key=lambda a: iqm[a][0])
-        with report.seeded_numpy(0):
-            point, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps)
-        d, low, high = float(point["d"][0]), float(ci["d"][0][0]), float(ci["d"][1][0])
-        met = d >= 0.2 and low > 0
-        lines += [f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: normalized-AUC IQM "
-                  f"{iqm[best_elr][0]:.3f} vs {iqm[best_control][0]:.3f}, {100 * d:+.1f}% (95% CI {100 * low:+.1f}% to "
-                  f"{100 * high:+.1f}%); >= +20% with the lower bound above 0: **{'yes' if met else 'no'}**.", ""]  # fmt: skip
+        n = min(len(scores[best_elr]), len(scores[best_control]))
+        d = float(relative(scores[best_elr], scores[best_control])[0])
+        if n >= MIN_SEEDS_INTERVAL:
+            with report.seeded_numpy(0):
+                _, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps)
+            low, high = float(ci["d"][0][0]), float(ci["d"][1][0])
+            interval = f"95% CI {100 * low:+.1f}% to {100 * high:+.1f}%"
+        else:
+            interval = f"95% CI {not_enough(n)}"
+        verdict = f"**{'yes' if d >= 0.2 and low > 0 else 'no'}**" if n >= MIN_SEEDS_VERDICT else not_enough(n)
+        lines += [f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: {label} "
+                  f"{iqm[best_elr][0]:.3f} (n={len(scores[best_elr])}) vs {iqm[best_control][0]:.3f} (n={len(scores[best_control])}), "
+                  f"{100 * d:+.1f}% ({interval}); >= +20% with the lower bound above 0: {verdict}.", ""]  # fmt: skip
     others = [a for a in (*ELR_ARMS, *INTERVENTION_ARMS) if a in iqm]
     if others:
-        lines += ["ELR arms and the interventions side by side (normalized-AUC IQM, 95% CI):", ""]
-        lines += [f"- `{a}`: {iqm[a][0]:.3f} [{iqm[a][1]:.3f}, {iqm[a][2]:.3f}]" for a in sorted(others, key=lambda a: -iqm[a][0])]
+        lines += [f"ELR arms and the interventions side by side ({label} [95% CI]):", ""]
+        lines += [
+            f"- `{a}`: {estimate_cell(iqm[a][0], iqm[a][1], iqm[a][2], seeds[a], 4)}" for a in sorted(others, key=lambda a: -iqm[a][0])
+        ]
         lines.append("")
     return lines
 
@@ -250,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="runs/continual", help="output folder (default runs/continual)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions of the report")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report from the runs in --out")
+    parser.add_argument("--include-incomplete", action="store_true",
+                        help="report: use the tasks that killed runs completed (default: leave them out; listed either way)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
@@ -294,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = suite.reference if suite.reference in arms else None  # without it: raw returns
     result = report.report([out / "runs"], out / "report", by=["arm"], reference=reference,
                            baseline="none" if "none" in arms else None, reps=args.reps,
-                           title=f"Continual RL: {suite.name}", task_key=task_key)  # fmt: skip
+                           title=f"Continual RL: {suite.name}", task_key=task_key,
+                           include_incomplete=args.include_incomplete)  # fmt: skip
     lines = [f"# Continual RL: {suite.name}", "",
              f"Command: `python -m plastic_rl.tools.continual {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              f"Budget: {suite.tasks} tasks x {suite.steps_per_task:,} env steps, seeds {seeds}; wall time "

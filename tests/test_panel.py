@@ -1,0 +1,81 @@
+"""The stationary panel (issue 20): per-run rows, normalization by SB3 and the random policy, verdicts, resume."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from plastic_rl.tools import bench_agents, panel
+
+
+def rows_for(sb3, default, random=0.0, algo="dqn", env="E"):
+    out = []
+    for arm, values in (("sb3", sb3), ("default", default)):
+        for seed, v in enumerate(values):
+            out.append({"algo": algo, "env": env, "arm": arm, "preset": "x", "seed": seed, "auc": v, "final": v, "random": random})
+    return out
+
+
+def test_normalization_known_answer():
+    # (x - random) / (mean SB3 - random): SB3's mean is 110, random 10 -> scale 100
+    scores = panel.normalized(rows_for([100.0, 120.0], [60.0, 210.0], random=10.0), "auc")
+    arms = scores[("dqn", "E")]
+    assert arms["sb3"] == pytest.approx([0.9, 1.1])
+    assert arms["default"] == pytest.approx([0.5, 2.0])
+
+
+def test_verdicts_and_targets():
+    assert panel.verdict(1.02, 1.3) == "win" and panel.verdict(0.5, 0.99) == "loss" and panel.verdict(0.9, 1.1) == "tie"
+    good = rows_for([100, 100, 100, 100, 100], [98, 101, 99, 103, 100])
+    bad = rows_for([100, 100, 100, 100, 100], [50, 52, 49, 55, 51], algo="ppo")
+    text = panel.markdown(good + bad, panel.summary(good + bad, reps=500))
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| dqn") or line.startswith("| ppo")}
+    assert "| met |" in lines["dqn"] and "**not met**" in lines["ppo"] and "| loss |" in lines["ppo"]
+    assert "(n=5)" in lines["dqn"]
+
+
+def test_a_row_with_sb3_no_better_than_random_is_left_out(capsys):
+    assert panel.normalized(rows_for([5.0, 5.0], [7.0, 8.0], random=6.0), "auc") == {}
+    assert "is not above the random policy's" in capsys.readouterr().out
+
+
+def test_panel_runs_writes_the_issue_columns_and_resumes(tmp_path, capsys):
+    path = tmp_path / "panel.csv"
+    argv = ["panel", "--rows", "dqn-cartpole", "--seeds", "0", "1", "--timesteps", "300", "--episodes", "2", "--reps", "200",
+            "--csv", str(path)]  # fmt: skip
+    bench_agents.main(argv)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["algo", "env", "arm", "preset", "seed", "auc", "final", "random"]
+        rows = list(reader)
+    assert sorted((r["arm"], r["seed"]) for r in rows) == [("default", "0"), ("default", "1"), ("sb3", "0"), ("sb3", "1")]
+    assert {r["preset"] for r in rows if r["arm"] == "default"} == {panel.default_preset("PlasticDQN")}
+    assert len({r["random"] for r in rows}) == 1 and all(np.isfinite(float(r["auc"])) for r in rows)
+    capsys.readouterr()
+    bench_agents.main(argv)  # everything is in the CSV: nothing runs again
+    assert "seed" not in "".join(line for line in capsys.readouterr().out.splitlines() if line.startswith("dqn-cartpole"))
+    assert len(panel.read(path)) == 4
+
+
+def test_a_cut_budget_needs_its_own_csv():
+    with pytest.raises(SystemExit) as info:
+        panel.main(["--timesteps", "100"])
+    assert info.value.code == 2
+
+
+def test_elr_rule_traces_show_the_decay_and_the_flat_projection(tmp_path):
+    from plastic_rl import PlasticPPO
+    from plastic_rl.tools import elr_rule
+
+    rows = elr_rule.main(["--rows", "ppo-cartpole", "--seeds", "0", "--timesteps", "1024", "--csv", str(tmp_path / "t.csv"),
+                          "--plot", str(tmp_path / "t.png")])  # fmt: skip
+    assert (tmp_path / "t.png").stat().st_size > 0 and len(elr_rule.read(tmp_path / "t.csv")) == len(rows)
+    by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in elr_rule.ARMS}
+    assert all(len(points) >= 3 for points in by_arm.values())
+    assert {r["lr_factor"] for r in by_arm["nap"]} == {1.0}
+    # the rule's factor after n updates: 1 / sqrt(1 + rate n), rate from the agent's own network
+    kwargs = panel.ROWS["ppo-cartpole"].hparams()
+    kwargs.pop("n_envs")
+    rate = PlasticPPO("CartPole-v1", seed=0, plasticity="elr-decay", **kwargs).plasticity.elrs["policy"].schedule.rate
+    for r in by_arm["elr-decay"]:
+        assert r["lr_factor"] == pytest.approx((1 + rate * r["updates"]) ** -0.5, rel=1e-5)
