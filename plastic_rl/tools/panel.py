@@ -67,13 +67,13 @@ def minatar_env(env: str, n_envs: int, seed: int):
 def hparams_file(name: str) -> dict:
     """This project's copy of rl-zoo3's values (plastic_rl/configs/hparams/<name>.yaml), classes resolved."""
     from plastic_rl.run_build import linear, resolve_classes
-    from plastic_rl.tools.bench_agents import hparams_file as read
+    from plastic_rl.tools.bench_compare import hparams_file as read
 
     return resolve_classes({key: linear(value) for key, value in read(name).items()})
 
 
 def zoo_ppo_cartpole() -> dict:
-    from plastic_rl.tools.bench_agents import ZOO_CARTPOLE, hyperparams
+    from plastic_rl.tools.bench_compare import ZOO_CARTPOLE, hyperparams
 
     n_envs, kwargs = hyperparams(ZOO_CARTPOLE)
     return {"n_envs": n_envs, **kwargs}
@@ -136,7 +136,7 @@ def run(row: Row, arm: str, seed: int, episodes: int = 10) -> dict:
 
     from plastic_rl import agents
     from plastic_rl.run_build import with_action_noise
-    from plastic_rl.tools.bench_agents import Evaluate
+    from plastic_rl.tools.bench_compare import Evaluate
 
     kwargs = row.hparams()
     n_envs = kwargs.pop("n_envs", 1)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(f"--timesteps cuts the budget: give a --csv other than {parser.get_default('csv')}, which holds full-budget runs")
     import torch
 
-    from plastic_rl.tools.bench_agents import append_row, claim
+    from plastic_rl.tools.bench_rows import append_row, claim
 
     torch.set_num_threads(1)
     path = Path(args.csv)
