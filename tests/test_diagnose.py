@@ -24,8 +24,7 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.callbacks import CheckpointCallback
 
 from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3, diagnostics
-from plastic_rl.agents.ppo import actor_critic_forward
-from plastic_rl.agents.sac import actor_forward, critic_forward
+from plastic_rl.agents.forwards import actor_critic_forward, actor_forward, critic_forward
 from plastic_rl.diagnose import diagnose, write_csv, write_json, write_plots
 
 from helpers import TinyImageEnv

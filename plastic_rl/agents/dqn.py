@@ -11,7 +11,6 @@ from typing import ClassVar
 from stable_baselines3 import DQN
 
 from plastic_rl.agents.base import PlasticMixin
-from plastic_rl.agents.inputs import replay_batch  # noqa: F401 -- its historical home
 from plastic_rl.agents.registry import ALGOS
 
 

@@ -10,7 +10,6 @@ from stable_baselines3 import PPO
 from torch import nn
 
 from plastic_rl.agents.base import PlasticMixin
-from plastic_rl.agents.forwards import actor_critic_forward  # noqa: F401 -- its historical home
 from plastic_rl.agents.registry import ALGOS, NetworkSpec
 
 

@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 from stable_baselines3 import SAC
 
 from plastic_rl.agents.base import PlasticMixin
-from plastic_rl.agents.forwards import actor_forward, critic_forward  # noqa: F401 -- their historical home
 from plastic_rl.agents.registry import ALGOS, NetworkSpec
 
 

@@ -96,7 +96,7 @@ def bench(kind: str, steps: int) -> dict[str, float]:
 def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, float]:
     """Median seconds of one gradient step and of one call of each intervention, on ``kind``'s policy."""
     from plastic_rl import interventions
-    from plastic_rl.agents.ppo import actor_critic_forward
+    from plastic_rl.agents.forwards import actor_critic_forward
 
     policy = sb3_policy(kind)
     optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
