@@ -183,15 +183,15 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_readme_core_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs/core.md").read_text(), re.S)
     core = [b for b in blocks if "from plastic_rl.elr import" in b]
     assert len(core) == 2  # the ELR walk-through and the on-demand/weight-decay example
     namespace: dict = {}
     for block in core:
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "docs/core.md", "exec"), namespace)
     assert namespace["elr"].lr_factor > 1.0  # the second example re-warmed
     (interventions,) = [b for b in blocks if "from plastic_rl.interventions import" in b]
-    exec(compile(interventions, "README.md", "exec"), {})  # its asserts are the known answers
+    exec(compile(interventions, "docs/core.md", "exec"), {})  # its asserts are the known answers
 
 
 # Small modules with one job each (issue 14): none over 400 lines.
