@@ -6,7 +6,7 @@ The core (``elr``, ``norm``, ``diagnostics``) is plain PyTorch; the SB3 agents l
 
 __version__ = "0.1.0"
 
-from plastic_rl.agents.registry import PLASTIC  # no SB3, no torch: the names of the agents
+from plastic_rl.agents.registry import ALGOS, PLASTIC  # no SB3, no torch: the names of the agents
 
 _AGENTS = (*PLASTIC, "PlasticityConfig")
 
@@ -19,4 +19,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'plastic_rl' has no attribute {name!r}")
 
 
-__all__ = list(_AGENTS)
+# `from plastic_rl import *` names only the agents whose library is installed (sb3-contrib's are optional)
+__all__ = [*(name for name in PLASTIC if ALGOS[name].installed()), "PlasticityConfig"]

@@ -15,9 +15,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from sb3_contrib import QRDQN, TQC  # the test extra installs it; the package itself does not need it
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
-from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC, PlasticTD3
+from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticQRDQN, PlasticSAC, PlasticTD3, PlasticTQC
 from plastic_rl.agents import PRESETS
 
 
@@ -150,6 +151,40 @@ AGENT_CASES = [
         dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4),
         60,
         ("policy", "actor", "critic"),
+    ),  # fmt: skip
+    # sb3-contrib's: QR-DQN (a DQN whose network has n_actions * n_quantiles outputs), TQC (SAC with quantile critics)
+    AgentCase(
+        "qrdqn-mlp",
+        PlasticQRDQN,
+        QRDQN,
+        "MlpPolicy",
+        lambda: gym.make("CartPole-v1"),
+        dict(OFF_POLICY_SMALL, train_freq=4),
+        200,
+        ("policy", "quantile_net", "quantile_net_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "qrdqn-cnn",
+        PlasticQRDQN,
+        QRDQN,
+        "CnnPolicy",
+        TinyImageEnv,
+        dict(OFF_POLICY_SMALL, train_freq=4, buffer_size=200),
+        100,
+        ("policy", "quantile_net", "quantile_net_target"),
+    ),  # fmt: skip
+    AgentCase(
+        "tqc-mlp", PlasticTQC, TQC, "MlpPolicy", short_pendulum, OFF_POLICY_SMALL, 100, ("policy", "actor", "critic", "critic_target")
+    ),  # fmt: skip
+    AgentCase(
+        "tqc-cnn",
+        PlasticTQC,
+        TQC,
+        "CnnPolicy",
+        lambda: TinyImageEnv(continuous=True),
+        dict(OFF_POLICY_SMALL, buffer_size=200, train_freq=4),
+        60,
+        ("policy", "actor", "critic", "critic_target"),
     ),  # fmt: skip
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sb3_contrib.qrdqn import policies as qrdqn
+from sb3_contrib.tqc import policies as tqc
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 from stable_baselines3.dqn import policies as dqn
 from stable_baselines3.sac import policies as sac
@@ -145,8 +147,21 @@ class UserTD3Policy(Pinned, td3.TD3Policy): ...
 class UserTD3CnnPolicy(Pinned, td3.CnnPolicy): ...
 
 
+class UserQRDQNPolicy(Pinned, qrdqn.QRDQNPolicy): ...
+
+
+class UserQRDQNCnnPolicy(Pinned, qrdqn.CnnPolicy): ...
+
+
+class UserTQCPolicy(Pinned, tqc.TQCPolicy): ...
+
+
+class UserTQCCnnPolicy(Pinned, tqc.CnnPolicy): ...
+
+
 USER_POLICIES = [UserActorCriticPolicy, UserActorCriticCnnPolicy, UserDQNPolicy, UserDQNCnnPolicy,
-                 UserSACPolicy, UserSACCnnPolicy, UserTD3Policy, UserTD3CnnPolicy]  # fmt: skip
+                 UserSACPolicy, UserSACCnnPolicy, UserTD3Policy, UserTD3CnnPolicy,
+                 UserQRDQNPolicy, UserQRDQNCnnPolicy, UserTQCPolicy, UserTQCCnnPolicy]  # fmt: skip
 
 
 def user_policy(case) -> type:
@@ -185,7 +200,8 @@ def test_a_policy_of_another_kind_is_refused_in_one_line(case):
     on_policy = case.plastic.algo().on_policy
     wrong, found = (UserDQNPolicy, "DQNPolicy") if on_policy else (UserActorCriticPolicy, "ActorCriticPolicy")
     wants = {"PlasticPPO": "ActorCriticPolicy", "PlasticA2C": "ActorCriticPolicy", "PlasticDQN": "DQNPolicy",
-             "PlasticSAC": "SACPolicy", "PlasticTD3": "TD3Policy"}[case.plastic.__name__]  # fmt: skip
+             "PlasticSAC": "SACPolicy", "PlasticTD3": "TD3Policy", "PlasticQRDQN": "QRDQNPolicy",
+             "PlasticTQC": "TQCPolicy"}[case.plastic.__name__]  # fmt: skip
     with pytest.raises(ValueError) as refused:
         case.plastic(wrong, case.make_env(), plasticity="elr", **case.agent_kwargs())
     assert str(refused.value) == (

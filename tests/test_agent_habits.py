@@ -74,7 +74,8 @@ def assert_same_outputs(a, b, obs, actions, algo, name: str = "policy"):
 
 
 def sb3_class(cls: type) -> type:
-    return next(c for c in cls.__mro__ if c.__module__.startswith("stable_baselines3."))
+    """The SB3 (or sb3-contrib) class that ``cls`` extends."""
+    return next(c for c in cls.__mro__ if c.__module__.startswith(("stable_baselines3.", "sb3_contrib.")))
 
 
 def has_norm(module) -> bool:

@@ -10,10 +10,12 @@ from stable_baselines3 import A2C, PPO
 
 from plastic_rl import checkpoints
 from plastic_rl.agents import registry
+from plastic_rl.diagnose import diagnose
 
 from helpers import AGENT_CASES
 
 cases = pytest.mark.parametrize("case", AGENT_CASES, ids=[c.id for c in AGENT_CASES])
+MLP_CASES = [c for c in AGENT_CASES if c.policy == "MlpPolicy"]
 
 
 def rewrite_data(source, target, **changes):
@@ -78,3 +80,47 @@ def test_reading_the_registry_imports_neither_sb3_nor_torch():
     code = "import sys, plastic_rl.agents.registry; print('stable_baselines3' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+@cases
+def test_vanilla_zips_and_ours_without_the_recorded_class_are_identified(case, tmp_path):
+    """SB3's and sb3-contrib's zips by their policy module (and hyperparameters); ours by their policy class."""
+    case.make_sb3(seed=0).save(tmp_path / "vanilla.zip")
+    assert checkpoints.read_checkpoint(tmp_path / "vanilla.zip").algo.name == case.sb3.__name__
+    case.make(seed=0).save(tmp_path / "ours.zip")
+    rewrite_data(tmp_path / "ours.zip", tmp_path / "old.zip", **{registry.CLASS_KEY: None})
+    assert checkpoints.read_checkpoint(tmp_path / "old.zip").algo.name == case.plastic.__name__
+
+
+def test_sb3_contrib_is_optional():
+    """Without sb3-contrib the package imports, star-imports and trains the SB3 agents; its agents say what to install."""
+    code = (
+        "import sys; sys.modules['sb3_contrib'] = None  # as if not installed\n"
+        "import plastic_rl.agents as agents\n"
+        "from plastic_rl.agents import *\n"
+        "assert 'PlasticQRDQN' not in agents.__all__ and 'PlasticPPO' in agents.__all__\n"
+        "agents.PlasticDQN('CartPole-v1', learning_starts=10).learn(20)\n"
+        "for name in ('PlasticQRDQN', 'PlasticTQC'):\n"
+        "    try:\n"
+        "        getattr(agents, name)\n"
+        "    except ImportError as exc:\n"
+        "        print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [f"Plastic{name} needs sb3-contrib: pip install sb3-contrib" for name in ("QRDQN", "TQC")]
+
+
+@pytest.mark.parametrize("case", MLP_CASES, ids=[c.id for c in MLP_CASES])
+def test_diagnose_measures_ours_under_none_as_the_vanilla_agent(case, tmp_path):
+    """The same seed, plasticity="none": diagnose names each zip's own algorithm and measures the same networks alike."""
+    env_id = case.make_env().spec.id
+    case.make_sb3(seed=0).save(tmp_path / "vanilla.zip")
+    case.make("none", seed=0).save(tmp_path / "ours.zip")
+    vanilla, ours = (diagnose(tmp_path / f"{name}.zip", env=env_id, n_obs=64) for name in ("vanilla", "ours"))
+    assert {r["algorithm"] for r in vanilla} == {case.sb3.__name__} and {r["algorithm"] for r in ours} == {case.plastic.__name__}
+    assert [r["network"] for r in vanilla] == [r["network"] for r in ours] == [s.name for s in case.plastic.algo().networks]
+    for a, b in zip(vanilla, ours):
+        metrics = {k for k, v in a.items() if isinstance(v, float)}
+        assert metrics and metrics == {k for k, v in b.items() if isinstance(v, float)}
+        assert all(a[k] == pytest.approx(b[k], nan_ok=True) for k in metrics), a["network"]

@@ -5,6 +5,8 @@ adds the call forms, the ``plasticity=`` settings, logging and saving; ``control
 ``ELR`` from SB3's optimizers; ``policies`` inserts the normalization where SB3 builds the networks;
 ``registry`` holds one record per algorithm. The agent classes are imported on first use, so that
 ``plastic_rl.agents.registry`` (read by ``diagnose`` before it loads anything) imports neither SB3 nor torch.
+``PlasticQRDQN`` and ``PlasticTQC`` need sb3-contrib (optional): without it they are left out of ``__all__``
+(``from plastic_rl.agents import *`` still works) and naming one raises an ImportError saying what to install.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from plastic_rl.agents.registry import ALGOS, PLASTIC
 
 _CONFIG = ("PlasticityConfig", "PRESETS", "resolve_plasticity")
-__all__ = [*PLASTIC, *_CONFIG]
+__all__ = [*(name for name in PLASTIC if ALGOS[name].installed()), *_CONFIG]
 
 
 def __getattr__(name: str) -> Any:

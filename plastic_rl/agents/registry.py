@@ -9,15 +9,17 @@ apart from its relatives. Adding an agent is one module plus one ``plastic(...)`
 2. a ``plastic("PlasticX", "plastic_rl.agents.<algo>", "X", {alias: "module:Class"})`` record here,
    on the ``vanilla`` record of ``X`` (add that too if SB3's ``X`` is new here);
 3. ``configs/agent/<algo>.yaml`` and rl-zoo3's values in ``configs/hparams/<algo>_<Env>.yaml``;
-4. an ``AgentCase`` in ``tests/helpers.py``: every shared agent test then runs on it.
+4. an ``AgentCase`` in ``tests/helpers.py`` (and X's policy classes in ``tests/test_agent_dropin.py``'s
+   tables): every shared agent test then runs on it. CONTRIBUTING.md has the details.
 
-Nothing here imports SB3 or torch (classes are named, not imported), so ``diagnose`` identifies a
-checkpoint before loading anything heavy.
+Nothing here imports SB3, sb3-contrib or torch (classes are named, not imported), so ``diagnose`` identifies a
+checkpoint before loading anything heavy, and sb3-contrib's algorithms stay optional.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -75,8 +77,23 @@ class Algo:
         return self.base is not None
 
     def load_class(self) -> type[BaseAlgorithm]:
-        """The algorithm class (imports its module: SB3, sb3-contrib or our agent)."""
-        return getattr(importlib.import_module(self.module), self.name)
+        """The algorithm class (imports its module: SB3, sb3-contrib or our agent).
+
+        :raises ImportError: one line naming the package to install, when the library it needs is missing
+            (sb3-contrib is optional: ``PlasticQRDQN`` and ``PlasticTQC`` need it, the rest do not).
+        """
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as exc:
+            if exc.name not in PACKAGES:
+                raise
+            raise ImportError(f"{self.name} needs {PACKAGES[exc.name]}: pip install {PACKAGES[exc.name]}") from exc
+        return getattr(module, self.name)
+
+    def installed(self) -> bool:
+        """Whether the library its class needs is installed (looked up, not imported: sb3-contrib is optional)."""
+        base = ALGOS[self.base] if self.base else self
+        return importlib.util.find_spec(base.module.partition(".")[0]) is not None
 
     def policy_aliases(self) -> dict[str, type]:
         """alias -> policy class, for an agent's ``policy_aliases``."""
@@ -135,6 +152,7 @@ def plastic(name: str, module: str, base: str, policies: dict[str, str]) -> Algo
 
 
 SB3, CONTRIB = "stable_baselines3", "sb3_contrib"
+PACKAGES = {SB3: "stable-baselines3", CONTRIB: "sb3-contrib"}  # module -> what pip installs it as
 ALGOS: dict[str, Algo] = {}
 for _algo in (
     vanilla("PPO", SB3, ACTOR_CRITIC, True, f"{SB3}.common.policies", ACTOR_CRITIC_TOPS, hparams={"clip_range": ANY}),
@@ -181,6 +199,11 @@ for _algo in (
             "CnnPolicy": f"{_P}:PlasticSACCnnPolicy", "MultiInputPolicy": f"{_P}:PlasticSACMultiInputPolicy"}),
     plastic("PlasticTD3", "plastic_rl.agents.td3", "TD3", {"MlpPolicy": "plastic_rl.agents.td3:PlasticTD3Policy",
             "CnnPolicy": "plastic_rl.agents.td3:PlasticTD3CnnPolicy", "MultiInputPolicy": "plastic_rl.agents.td3:PlasticTD3MultiInputPolicy"}),
+    # sb3-contrib's (optional): named here, imported on first use (their modules import sb3_contrib)
+    plastic("PlasticQRDQN", "plastic_rl.agents.qrdqn", "QRDQN", {"MlpPolicy": "plastic_rl.agents.qrdqn:PlasticQRDQNPolicy",
+            "CnnPolicy": "plastic_rl.agents.qrdqn:PlasticQRDQNCnnPolicy", "MultiInputPolicy": "plastic_rl.agents.qrdqn:PlasticQRDQNMultiInputPolicy"}),
+    plastic("PlasticTQC", "plastic_rl.agents.tqc", "TQC", {"MlpPolicy": "plastic_rl.agents.tqc:PlasticTQCPolicy",
+            "CnnPolicy": "plastic_rl.agents.tqc:PlasticTQCCnnPolicy", "MultiInputPolicy": "plastic_rl.agents.tqc:PlasticTQCMultiInputPolicy"}),
 ):  # fmt: skip
     ALGOS[_algo.name] = _algo
 
