@@ -76,6 +76,7 @@ def test_elr_rule_traces_show_the_decay_and_the_flat_projection(tmp_path):
     # the rule's factor after n updates: 1 / sqrt(1 + rate n), rate from the agent's own network
     kwargs = panel.ROWS["ppo-cartpole"].hparams()
     kwargs.pop("n_envs")
+    kwargs["batch_size"] = 32  # one env here: the rate depends on the lr and the network only
     rate = PlasticPPO("CartPole-v1", seed=0, plasticity="elr-decay", **kwargs).plasticity.elrs["policy"].schedule.rate
     for r in by_arm["elr-decay"]:
         assert r["lr_factor"] == pytest.approx((1 + rate * r["updates"]) ** -0.5, rel=1e-5)

@@ -95,7 +95,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(name + " (rl-zoo3 settings)")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Median over seeds, band: min-max. SB3's lr was tuned with its network's decay (black)", fontsize=10)
+    fig.suptitle("median over seeds, band: min-max\nblack: SB3's network, whose decay its lr was tuned with", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
