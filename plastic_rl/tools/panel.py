@@ -214,7 +214,8 @@ def summary(rows: list[dict], reps: int = 50_000) -> list[dict]:
         pooled = {arm: np.concatenate([a[arm] for a in scores.values()]) for arm in ARMS}
         pooled = {arm: v.reshape(-1, 1) for arm, v in pooled.items() if v.size >= 2}
         for arm, (iqm, low, high) in interval_estimates(pooled, reps=reps).items():
-            table.append({"metric": metric, "algo": "panel", "env": f"{len(scores)} rows", "arm": arm, "n": pooled[arm].size,
+            rows_with = sum(a[arm].size > 0 for a in scores.values())  # rows this arm has runs on
+            table.append({"metric": metric, "algo": "panel", "env": f"{rows_with} rows", "arm": arm, "n": pooled[arm].size,
                           "iqm": iqm, "low": low, "high": high})  # fmt: skip
     return table
 
@@ -241,10 +242,11 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
                      f"{verdict(auc['low'], auc['high'])} | {final['iqm']:.2f} [{final['low']:.2f}, {final['high']:.2f}] (n={final['n']}) | "
                      f"{verdict(final['low'], final['high'])} | {met} |")  # fmt: skip
     for metric in ("auc", "final"):
-        t = cell.get((metric, "panel", next((t["env"] for t in table if t["algo"] == "panel"), ""), "default"))
+        t = next((t for t in table if (t["metric"], t["algo"], t["arm"]) == (metric, "panel", "default")), None)
         if t is not None:
             target = " (target >= 1.0: " + ("met" if t["iqm"] >= 1.0 else "**not met**") + ")" if metric == "auc" else ""
-            lines.append(f"\nPanel, {metric}: IQM {t['iqm']:.2f} [{t['low']:.2f}, {t['high']:.2f}] over {t['n']} runs{target}.")
+            rows_in = f"{t['env']} of {len(ROWS)}"  # the rows with runs of both arms
+            lines.append(f"\nPanel, {metric}: IQM {t['iqm']:.2f} [{t['low']:.2f}, {t['high']:.2f}] over {t['n']} runs, {rows_in}{target}.")
     return "\n".join(lines) + "\n"
 
 
