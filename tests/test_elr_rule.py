@@ -113,3 +113,13 @@ def test_the_decay_models_a_normalized_networks_norm_growth():
         if t in (50, 400):
             grown = sum(layer_norm(m) ** 2 for m in hidden) / initial
             assert 0.7 * (1 + rate * t) <= grown <= 1.05 * (1 + rate * t), (t, grown, 1 + rate * t)
+
+
+def test_the_docs_example_runs():
+    """docs/elr_rule.md's example of ImplicitDecay on a plain PyTorch model (its asserts are the known answers)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "elr_rule.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    exec(compile(block, "docs/elr_rule.md", "exec"), {})
