@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from plastic_rl.report_stats import MIN_SEEDS_VERDICT, not_enough
+
 FIELDS = ["algo", "env", "arm", "preset", "seed", "auc", "final", "random"]
 KEY = ("algo", "env", "arm", "seed")
 ARMS = ("sb3", "default")
@@ -192,7 +194,10 @@ def normalized(rows: list[dict], metric: str) -> dict[tuple[str, str], dict[str,
     return out
 
 
-def verdict(low: float, high: float) -> str:
+def verdict(low: float, high: float, n: int = MIN_SEEDS_VERDICT) -> str:
+    """win / tie / loss against SB3 (1.0); below the report's ``MIN_SEEDS_VERDICT`` seeds: ``n/a``."""
+    if n < MIN_SEEDS_VERDICT:
+        return not_enough(n)
     return "win" if low > 1.0 else "loss" if high < 1.0 else "tie"
 
 
@@ -237,10 +242,14 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
             continue
         mine = [r for r in rows if (r["algo"], r["env"]) == (algo, env)]
         sb3 = np.mean([r["auc"] for r in mine if r["arm"] == "sb3"])
-        met = "met" if auc["iqm"] >= 0.95 and auc["high"] >= 1.0 else "**not met**"
+        met = (
+            ("met" if auc["iqm"] >= 0.95 and auc["high"] >= 1.0 else "**not met**")
+            if auc["n"] >= MIN_SEEDS_VERDICT
+            else not_enough(auc["n"])
+        )
         lines.append(f"| {algo} | {env} | {mine[0]['random']:.1f} | {sb3:.1f} | {auc['iqm']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}] (n={auc['n']}) | "
-                     f"{verdict(auc['low'], auc['high'])} | {final['iqm']:.2f} [{final['low']:.2f}, {final['high']:.2f}] (n={final['n']}) | "
-                     f"{verdict(final['low'], final['high'])} | {met} |")  # fmt: skip
+                     f"{verdict(auc['low'], auc['high'], auc['n'])} | {final['iqm']:.2f} [{final['low']:.2f}, {final['high']:.2f}] (n={final['n']}) | "
+                     f"{verdict(final['low'], final['high'], final['n'])} | {met} |")  # fmt: skip
     for metric in ("auc", "final"):
         t = next((t for t in table if (t["metric"], t["algo"], t["arm"]) == (metric, "panel", "default")), None)
         if t is not None:
