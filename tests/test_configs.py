@@ -40,7 +40,7 @@ def test_every_yaml_holds_every_field_with_the_presets_value(name):
     assert values.pop("preset") == name
     assert list(values) == FIELDS  # all of them, in the dataclass's order
     assert values == dataclasses.asdict(PRESETS[name])
-    composed = dict(load_config("config", [f"plasticity={name}"]).plasticity)  # what Hydra hands train.py
+    composed = dict(load_config("config", [f"plasticity={name}"]).plasticity)  # what Hydra hands plastic_rl.train
     assert composed == {"preset": name, **values}
 
 

@@ -174,3 +174,53 @@ def test_report_only_on_a_killed_sweep_names_the_killed_runs(tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert f"incomplete run {tmp_path / 'runs' / 'elr_seed0'}" in stdout and result["tasks"] == [0, 1]
     assert "## Incomplete runs (1)" in (tmp_path / "report" / "report.md").read_text()
+
+
+# -- issue 20/22: per-run rows, committed, give the report's numbers back without the run folders ----------
+def sweep_of(tmp_path, seeds=(0, 1, 2)):
+    from test_report import make_run
+
+    root = tmp_path / "runs"
+    for seed in seeds:
+        make_run(root, f"none_seed{seed}", "none", seed, {0: [10 + seed, 20], 1: [5, 15 + seed]})
+        make_run(root, f"elr_seed{seed}", "elr", seed, {0: [100 + seed, 300], 1: [300, 500 + seed]})
+        make_run(root, f"fresh_task0_seed{seed}", "fresh", seed, {0: [10, 20 + seed]})
+        make_run(root, f"fresh_task1_seed{seed}", "fresh", seed, {1: [30, 40 + seed]}, first_task=1)
+    return root
+
+
+def test_per_run_rows_round_trip_and_give_the_same_numbers(tmp_path):
+    from plastic_rl.report.rows import FIELDS, read_rows, rows_of, tables_of, write_rows
+
+    root = sweep_of(tmp_path)
+    result = report.report([root], tmp_path / "r", by=["arm"], reference="fresh", baseline="none", reps=200, scalars=False,
+                           log=lambda *_: None)  # fmt: skip
+    rows = rows_of(result["tables"], "permuted-cartpole", lambda task: "CartPole-v1")
+    assert len(rows) == 3 * (2 + 2 + 2)  # 3 seeds x (none, elr: 2 tasks each; fresh: one run per task)
+    first = {k: rows[0][k] for k in FIELDS}
+    assert first == {"suite": "permuted-cartpole", "arm": "elr", "seed": 0, "task": 0, "game": "CartPole-v1", "auc": 200.0, "final": 300.0}
+    path = tmp_path / "data" / "continual_permuted_cartpole.csv"
+    write_rows(path, rows)
+    assert read_rows(path) == rows and not list(path.parent.glob(".*tmp"))
+    again = report.summarize(tables_of(read_rows(path)), "fresh", "none", 200)
+    for metric in ("auc", "final"):
+        assert again["iqm"][metric] == result["iqm"][metric]
+        assert again["improvement"][metric] == result["improvement"][metric]
+        assert again["gap"][metric] == result["gap"][metric]
+
+
+def test_from_csv_writes_the_summary_from_rows_alone(tmp_path, capsys):
+    root = sweep_of(tmp_path)
+    out = root.parent
+    continual.main(["--report-only", "--arms", "fresh,none,elr", "--tasks", "2", "--out", str(out), "--rows-csv",
+                    str(tmp_path / "rows.csv"), *TINY])  # fmt: skip
+    from_runs = (out / "report" / "summary.md").read_text()
+    assert (out / "report" / "per_run.csv").read_text() == (tmp_path / "rows.csv").read_text()
+    capsys.readouterr()
+    result = continual.main(["--from-csv", str(tmp_path / "rows.csv"), "--arms", "fresh,none,elr", "--tasks", "2", *TINY])
+    text = capsys.readouterr().out
+    best = next(line for line in from_runs.splitlines() if line.startswith("Best ELR arm"))
+    assert best in text  # the same claim, the same numbers, from the rows
+    assert "## Area under the curve (normalized by `fresh` on the same task)" in text and result["tasks"] == [0, 1]
+    with pytest.raises(SystemExit, match="not of --suite minatar-sequence"):
+        continual.main(["--from-csv", str(tmp_path / "rows.csv"), "--suite", "minatar-sequence", "--arms", "fresh,none,elr", *TINY])

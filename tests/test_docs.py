@@ -26,6 +26,7 @@ PUBLIC_MODULES = [
     "plastic_rl.layers",
     "plastic_rl.norm",
     "plastic_rl.report",
+    "plastic_rl.train",
     "plastic_rl.env_ids",
 ]
 

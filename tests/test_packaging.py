@@ -24,8 +24,9 @@ CORE = [
     "plastic_rl.interventions",
     "plastic_rl.diagnostics",
     "plastic_rl.env_ids",
+    "plastic_rl.report",
 ]
-SUBPACKAGES = ("agents", "envs", "tools", "configs", "checkpoints", "diagnose", "diagnostics")
+SUBPACKAGES = ("agents", "envs", "tools", "configs", "checkpoints", "diagnose", "diagnostics", "train", "report")
 PYPROJECT = ROOT / "pyproject.toml"
 
 

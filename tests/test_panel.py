@@ -26,7 +26,7 @@ def test_normalization_known_answer():
 
 def test_verdicts_and_targets():
     assert panel.verdict(1.02, 1.3) == "win" and panel.verdict(0.5, 0.99) == "loss" and panel.verdict(0.9, 1.1) == "tie"
-    assert panel.verdict(1.02, 1.3, n=2).startswith("n/a")  # a verdict needs 3 seeds (report_stats.MIN_SEEDS_VERDICT)
+    assert panel.verdict(1.02, 1.3, n=2).startswith("n/a")  # a verdict needs 3 seeds (report.stats.MIN_SEEDS_VERDICT)
     good = rows_for([100, 100, 100, 100, 100], [98, 101, 99, 103, 100])
     bad = rows_for([100, 100, 100, 100, 100], [50, 52, 49, 55, 51], algo="ppo")
     text = panel.markdown(good + bad, panel.summary(good + bad, reps=500))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from scipy import stats
 
-from plastic_rl import report, report_plots
+from plastic_rl import report
+from plastic_rl.report import plots as report_plots
 
 SWITCH = 100
 
@@ -97,7 +99,7 @@ def test_report_cli_and_bad_input(runs, tmp_path):
 
 
 def test_cusum_alarms_against_switches():
-    run = report.Run(report.Path("x"), {}, [])
+    run = report.Run(Path("x"), {}, [])
     # alarms counted at steps 120 (a hit 20 after the switch at 100), 160 (a second alarm in the same window:
     # not a hit) and 260 (a false alarm: the switch at 200 has a 20-step window)
     run.scalars = {report.ALARMS: [(50, 0), (120, 1), (160, 2), (260, 3)]}
@@ -282,7 +284,7 @@ def runs_of_arms(arms, seeds=(0, 1, 2)):
         for seed in seeds:
             segments = [report.Segment(t, 50 + t * SWITCH, [t * SWITCH + 50 * k for k in (1, 2)], list(10 * i + rng.random(2) * 5))
                         for t in (0, 1)]  # fmt: skip
-            run = report.Run(report.Path(f"{arm}_s{seed}"), {"seed": seed, "total_timesteps": 2 * SWITCH,
+            run = report.Run(Path(f"{arm}_s{seed}"), {"seed": seed, "total_timesteps": 2 * SWITCH,
                                                               "env": None, "env.kwargs.switch_every": SWITCH}, segments, arm)  # fmt: skip
             runs.append(run)
     return runs

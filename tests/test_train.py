@@ -424,7 +424,7 @@ def test_rl_zoo_noise_settings_become_sb3_action_noise():
     import gymnasium as gym
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from plastic_rl.train import with_action_noise
+    from plastic_rl.train.build import with_action_noise
 
     space = gym.spaces.Box(-1, 1, (3,))
     kwargs = with_action_noise({"noise_type": "normal", "noise_std": 0.2, "batch_size": 8}, space)

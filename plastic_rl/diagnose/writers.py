@@ -114,7 +114,7 @@ def family_figure(family: str, rows: list[dict]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter
 
-    from plastic_rl.report_plots import ratio_axis
+    from plastic_rl.report.plots import ratio_axis
 
     metrics = [m for m in FAMILIES[family] if any(_finite(r.get(m)) is not None for r in rows)]
     if not metrics:

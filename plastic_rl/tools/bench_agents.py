@@ -7,8 +7,12 @@
     python -m plastic_rl.tools.bench_agents compare [--algos dqn sac] [--arms sb3 elr none] [--seeds 0 1 2 3 4]
                                                     [--csv bench_agents_compare.csv] [--reps 50000]
     python -m plastic_rl.tools.bench_agents panel [--rows ...] [--seeds ...] [--csv docs/data/panel.csv] [--report-only]
+    python -m plastic_rl.tools.bench_agents speed [--rows ...] [--rounds 9] [--csv docs/data/speed.csv] [--report-only]
 
 panel: SB3's class against the plastic default on six stationary rows (``plastic_rl/tools/panel.py``).
+
+speed: every Plastic agent's env steps/s against its SB3 parent's, with a ``plasticity="none"`` control
+arm, on SB3's defaults and rl-zoo3's settings (``plastic_rl/tools/speed.py``).
 
 overhead: SB3 PPO and PlasticPPO(plasticity="elr", diagnostics at their default frequency) with the
 same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v1 (MlpPolicy) and an
@@ -232,8 +236,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from plastic_rl.tools import panel
 
         return panel.main(argv[1:])
+    if argv[:1] == ["speed"]:  # the speed table has its own options too (tools/speed.py)
+        from plastic_rl.tools import speed
+
+        return speed.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace", "panel"])
+    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace", "panel", "speed"])
     parser.add_argument(
         "--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)"
     )

@@ -32,7 +32,8 @@ told where the switches are, the others are not.
 
 Writes ``--out``/``runs/<arm>_seed<k>/`` (the training runs), ``--out``/``logs/`` (each multirun's
 output) and ``--out``/``report/`` (``report.md``, ``scores.csv``, ``iqm.csv``, ``summary.md`` with the
-claims below, PNG plots).
+claims below, PNG plots, and ``per_run.csv``: one row per run and task, ``suite,arm,seed,task,game,auc,final``,
+also written to ``--rows-csv``). ``--from-csv ROWS`` runs nothing: the summary and score tables from such rows.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class Suite:
     optimizer_steps_per_task: int
     sequence: bool = True  # tasks in one run (a TaskSequence) or one run per task
     task_values: list[str] = field(default_factory=list)  # single games: the env.id of each "task"
+    games: list[str] = field(default_factory=list)  # sequences: the game of task k is games[k % len(games)]
+
+    def game_of(self, task: Any) -> str:
+        """What the agent played on a task (the ``game`` column of the per-run rows)."""
+        return self.games[task % len(self.games)] if isinstance(task, int) and self.games else str(task)
 
     @property
     def reference(self) -> str:
@@ -84,7 +90,8 @@ def make_suite(args: argparse.Namespace) -> Suite:
             "env=NonStationary", "agent=ppo", f"env.kwargs.n_tasks={args.tasks}", f"env.kwargs.switch_every={steps}",
             f"total_timesteps={args.tasks * steps}", f"eval_freq={args.eval_freq or 5_000}",
             f"eval_episodes={args.eval_episodes}", f"checkpoint_freq={steps}", "diagnostics_freq=200",
-        ], lr=1e-3, tasks=args.tasks, steps_per_task=steps, optimizer_steps_per_task=steps // rollout * 20)  # fmt: skip
+        ], lr=1e-3, tasks=args.tasks, steps_per_task=steps, optimizer_steps_per_task=steps // rollout * 20,
+           games=["CartPole-v1"])  # fmt: skip
     if args.suite in ("minatar-sequence", "minatar", "atari-sequence"):
         steps = args.steps_per_task or (100_000 if args.suite != "atari-sequence" else 2_000_000)
         train_freq = max(1, round(1 / args.replay_ratio))
@@ -101,13 +108,13 @@ def make_suite(args: argparse.Namespace) -> Suite:
             n = len(games.split(","))  # type: ignore[attr-defined]
             return Suite("minatar-sequence", ["env=MinAtarSequence", "agent=dqn", f"env.id='{games}'", f"env.kwargs.switch_every={steps}",
                                               f"total_timesteps={n * steps}", *common],
-                         lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
+                         lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","))  # type: ignore[attr-defined]  # fmt: skip
         games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"  # type: ignore[assignment]
         n = len(games.split(","))  # type: ignore[attr-defined]
         return Suite("atari-sequence", ["env=Atari", "agent=dqn", "env.factory=atari_sequence", f"env.id='{games}'",
                                         f"+env.kwargs.switch_every={steps}", "+env.eval_kwargs.switch_every=0",
                                         f"total_timesteps={n * steps}", *common],
-                     lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps)  # fmt: skip
+                     lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","))  # type: ignore[attr-defined]  # fmt: skip
     raise ValueError(f"suite {args.suite!r} is unknown")
 
 
@@ -181,7 +188,7 @@ def gap_verdict(gap: float, spread: float, reference: str, seeds: int | None = N
     :param seeds: the fewest seeds of the two groups; below ``report.MIN_SEEDS_VERDICT`` no verdict:
         ``verdict n/a (2 seeds)`` (None: not checked here)
     """
-    from plastic_rl.report_stats import MIN_SEEDS_VERDICT, not_enough
+    from plastic_rl.report.stats import MIN_SEEDS_VERDICT, not_enough
 
     if seeds is not None and seeds < MIN_SEEDS_VERDICT or math.isnan(spread):
         return f"verdict {not_enough(seeds if seeds is not None else 1)}"
@@ -195,14 +202,14 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
     """The benchmark's questions, answered from the report's numbers (module docstring of the issue).
 
     Every number says how many seeds it rests on; an interval needs ``MIN_SEEDS_INTERVAL`` seeds per
-    group and a verdict ``MIN_SEEDS_VERDICT`` (``report_stats.SEED_RULE``), else it reads ``n/a (k seeds)``.
+    group and a verdict ``MIN_SEEDS_VERDICT`` (``report.stats.SEED_RULE``), else it reads ``n/a (k seeds)``.
     """
     from rliable import library as rly
     from rliable import metrics
 
     from plastic_rl import report
-    from plastic_rl.report_stats import MIN_SEEDS_INTERVAL, MIN_SEEDS_VERDICT, SEED_RULE, not_enough
-    from plastic_rl.report_write import estimate_cell, spread_cell
+    from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, MIN_SEEDS_VERDICT, SEED_RULE, not_enough
+    from plastic_rl.report.tables import estimate_cell, spread_cell
 
     lines = [SEED_RULE, ""]
     seeds = result["seeds"]["auc"]
@@ -278,6 +285,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="runs/continual", help="output folder (default runs/continual)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions of the report")
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report from the runs in --out")
+    parser.add_argument(
+        "--rows-csv",
+        default=None,
+        help="also write the per-run rows (suite,arm,seed,task,game,auc,final) here, e.g. docs/data/continual_<suite>.csv",
+    )
+    parser.add_argument("--from-csv", default=None, help="run nothing, read no run: the summary and score tables from these per-run rows")
     parser.add_argument("--include-incomplete", action="store_true",
                         help="report: use the tasks that killed runs completed (default: leave them out; listed either way)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -304,6 +317,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--tasks={args.tasks}: a sequence needs at least 2 tasks")
     out = Path(args.out)
     started = time.monotonic()
+    if args.from_csv is not None:
+        return from_rows(args.from_csv, suite, arms, args.reps)
     if not args.report_only:
         from tqdm import tqdm
 
@@ -332,8 +347,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"{math.ceil(time.monotonic() - started)} s (this invocation).", ""]  # fmt: skip
     lines += claims(result, arms, reference or "(none)", args.reps)
     (out / "report" / "summary.md").write_text("\n".join(lines))
+    from plastic_rl.report.rows import rows_of, write_rows
+
+    rows = rows_of(result["tables"], suite.name, suite.game_of)
+    for path in [out / "report" / "per_run.csv", *([args.rows_csv] if args.rows_csv else [])]:
+        write_rows(path, rows)
+        print(f"per-run rows: {path}")
     print("\n".join(lines))
     print(f"report: {out / 'report' / 'report.md'}")
+    return result
+
+
+def from_rows(path: str, suite: Suite, arms: list[str], reps: int) -> dict[str, Any]:
+    """The summary and score tables of committed per-run rows, through the report's own statistics."""
+    from plastic_rl import report
+    from plastic_rl.report.rows import read_rows, tables_of
+    from plastic_rl.report.tables import score_sections
+
+    rows = [r for r in read_rows(path) if r["arm"] in arms]
+    other = sorted({r["suite"] for r in rows} - {suite.name})
+    if other or not rows:
+        raise SystemExit(f"error: {path} holds rows of {other or 'no arm asked for'}, not of --suite {suite.name} ({', '.join(arms)})")
+    present = sorted({r["arm"] for r in rows})
+    reference = suite.reference if suite.reference in present else None
+    baseline = "none" if "none" in present else None
+    result = report.summarize(tables_of(rows), reference, baseline, reps)
+    runs = len({(r["arm"], r["seed"]) for r in rows})
+    lines = [f"# Continual RL: {suite.name}, from {path}", "", f"{len(rows)} rows of {runs} runs (arm x seed), arms {present}.", ""]
+    lines += claims(result, present, reference or "(none)", reps)
+    lines += score_sections(result, reference, baseline)
+    print("\n".join(lines))
     return result
 
 

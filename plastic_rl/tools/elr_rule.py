@@ -40,8 +40,8 @@ def trace(row_name: str, arm: str, seed: int, timesteps: int | None = None) -> l
     from stable_baselines3.common.callbacks import BaseCallback
 
     from plastic_rl import agents
-    from plastic_rl.run_build import with_action_noise
     from plastic_rl.tools.panel import ROWS
+    from plastic_rl.train.build import with_action_noise
 
     row = ROWS[row_name]
     kwargs = row.hparams()

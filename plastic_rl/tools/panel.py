@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_stats import MIN_SEEDS_VERDICT, not_enough
+from plastic_rl.report.stats import MIN_SEEDS_VERDICT, not_enough
 
 FIELDS = ["algo", "env", "arm", "preset", "seed", "auc", "final", "random"]
 KEY = ("algo", "env", "arm", "seed")
@@ -68,8 +68,8 @@ def minatar_env(env: str, n_envs: int, seed: int):
 
 def hparams_file(name: str) -> dict:
     """This project's copy of rl-zoo3's values (plastic_rl/configs/hparams/<name>.yaml), classes resolved."""
-    from plastic_rl.run_build import linear, resolve_classes
     from plastic_rl.tools.bench_compare import hparams_file as read
+    from plastic_rl.train.build import linear, resolve_classes
 
     return resolve_classes({key: linear(value) for key, value in read(name).items()})
 
@@ -137,8 +137,8 @@ def run(row: Row, arm: str, seed: int, episodes: int = 10) -> dict:
     import stable_baselines3
 
     from plastic_rl import agents
-    from plastic_rl.run_build import with_action_noise
     from plastic_rl.tools.bench_compare import Evaluate
+    from plastic_rl.train.build import with_action_noise
 
     kwargs = row.hparams()
     n_envs = kwargs.pop("n_envs", 1)
@@ -203,7 +203,7 @@ def verdict(low: float, high: float, n: int = MIN_SEEDS_VERDICT) -> str:
 
 def summary(rows: list[dict], reps: int = 50_000) -> list[dict]:
     """Per (algo, env) and for the panel as a whole: each arm's normalized IQM [95% CI] of AUC and final return."""
-    from plastic_rl.report_stats import interval_estimates
+    from plastic_rl.report.stats import interval_estimates
 
     table = []
     for metric in ("auc", "final"):

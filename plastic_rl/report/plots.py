@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_runs import TRACKED, Run
+from plastic_rl.report.runs import TRACKED, Run
 
 FAMILIES = ("SB3 (constant lr)", "normalized (NaP)", "ELR", "interventions", "other")
 INTERVENTIONS = ("redo", "shrink-perturb", "reset")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_runs import ALARMS, Run
+from plastic_rl.report.runs import ALARMS, Run
 
 # How many seeds a number needs to mean something (issue 22): an interval (a bootstrap CI, a
 # probability of improvement, a spread over seeds) needs MIN_SEEDS_INTERVAL per group; a verdict

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from plastic_rl.run_plan import EVALUATIONS, Plan
 from plastic_rl.tools.config import fail
+from plastic_rl.train.plan import EVALUATIONS, Plan
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -143,7 +143,7 @@ def resume_state(p: Plan) -> tuple[dict | None, dict]:
 def make_logger(model, folder: Path, purge_step: int | None):
     """SB3's logger as SB3 configures it (stdout at verbose >= 1, TensorBoard in ``folder``), except that
     TensorBoard purges the events a killed process wrote at or after ``purge_step``."""
-    from plastic_rl.run_logger import make_logger as make
+    from plastic_rl.train.logger import make_logger as make
 
     return make(model, folder, purge_step)
 
@@ -174,7 +174,7 @@ def rewarm_on_switch(cfg: DictConfig) -> bool:
     """``env.rewarm_on_switch``: true, false, or ``auto`` (the task sequences' default): re-warm at each
     announced switch when the plasticity's schedule waits to be told of a change (``decay``, the default
     preset's, and ``on-demand``); a cyclic or CUSUM schedule re-warms by itself."""
-    value = cfg.env.get("rewarm_on_switch")  # run_plan.check accepted it
+    value = cfg.env.get("rewarm_on_switch")  # plan.check accepted it
     if value == "auto":
         return cfg.plasticity.get("schedule") in ("decay", "on-demand")
     return bool(value)

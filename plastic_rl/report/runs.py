@@ -1,6 +1,6 @@
 """Reading ``plastic_rl.train`` run folders for ``plastic_rl.report``: configs, evaluations cut into tasks, scalars.
 
-Its own module so that the numbers (``report_stats``) and the writers (``report_write``) work on
+Its own module so that the numbers (``report.stats``) and the writers (``report.tables``) work on
 ``Run`` objects whatever made them (tests build them by hand).
 """
 

@@ -1,6 +1,6 @@
 """The training run's SB3 logger: SB3's own formats, with a TensorBoard writer that purges a killed run's events.
 
-Imports SB3 and TensorBoard: ``run_build.make_logger`` imports this module only when a run starts.
+Imports SB3 and TensorBoard: ``train.build.make_logger`` imports this module only when a run starts.
 """
 
 from __future__ import annotations

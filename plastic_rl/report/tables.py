@@ -1,6 +1,6 @@
-"""The tables of ``plastic_rl.report``: ``report.md``, ``scores.csv`` and ``iqm.csv`` (the plots: ``report_plots``).
+"""The tables of ``plastic_rl.report``: ``report.md``, ``scores.csv`` and ``iqm.csv`` (the plots: ``report.plots``).
 
-Its own module: formatting only, from the numbers ``report.report`` computed (``report_stats``). Every
+Its own module: formatting only, from the numbers ``report.cli.report`` computed (``report.stats``). Every
 cell says how many seeds it rests on; below ``MIN_SEEDS_INTERVAL`` an interval reads ``n/a (1 seed)``.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_runs import METRICS, TRACKED
-from plastic_rl.report_stats import MIN_SEEDS_INTERVAL, SEED_RULE, not_enough
+from plastic_rl.report.runs import METRICS, TRACKED
+from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, SEED_RULE, not_enough
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -110,6 +110,32 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
             lines += [f"The reference scores <= 0 on every task: {metric} is not normalized (raw returns).", ""]
         elif dropped:
             lines += [f"Left out of the normalized {metric} (the reference's mean is not positive there): tasks {dropped}.", ""]
+    lines += score_sections(result, reference, baseline)
+    if result["alarms"]:
+        lines += [f"## CUSUM alarms against the task switches (hit: within {hit_window:.0%} of a task after a switch)", ""]
+        rows = []
+        for group, stats in sorted(result["alarms"].items()):
+            total = {k: sum(s[k] for s in stats) for k in ("switches", "alarms", "hits", "false_alarms")}
+            delays = [s["mean_delay"] for s in stats if not math.isnan(s["mean_delay"])]
+            rows.append([f"`{group}`", len(stats), total["switches"], total["hits"], total["false_alarms"], total["alarms"],
+                         _fmt(float(np.mean(delays)), 4) if delays else ""])  # fmt: skip
+        lines += [markdown_table(["group", "runs", "switches", "hits", "false alarms", "alarms", "mean delay (env steps)"], rows), ""]
+    lines += ["![IQM](iqm.png)", "", "![curves](curves.png)", ""]
+    if any(r.scalars.get(t) for r in runs for t in TRACKED):
+        lines += ["![plasticity](plasticity.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def score_sections(result: dict[str, Any], reference: str | None, baseline: str | None) -> list[str]:
+    """The report's score tables (per metric: IQM [CI], P(improvement), gap; and the raw per-task scores),
+    from ``summarize``'s numbers alone: ``report.md`` and a summary from per-run rows share them.
+
+    :param result: ``summarize``'s (or ``report``'s) numbers
+    :param reference: the group the scores were normalized by (None: raw scores)
+    :param baseline: the group of the probability of improvement (None: no such column)
+    """
+    tasks = result["tasks"]
+    lines: list[str] = []
     for metric in METRICS:
         normalized = result["normalized"][metric]
         what = f"normalized by `{reference}` on the same task" if normalized else "raw returns, not normalized"
@@ -138,16 +164,4 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
         lines += [markdown_table(["group", *[f"task {t}" for t in shown]],
                                  [[f"`{g}`", *[spread_cell(per_task[g][t][0], per_task[g][t][1], counts[g][t]) if t in per_task[g] else "" for t in shown]]
                                   for g in sorted(per_task)]), ""]  # fmt: skip
-    if result["alarms"]:
-        lines += [f"## CUSUM alarms against the task switches (hit: within {hit_window:.0%} of a task after a switch)", ""]
-        rows = []
-        for group, stats in sorted(result["alarms"].items()):
-            total = {k: sum(s[k] for s in stats) for k in ("switches", "alarms", "hits", "false_alarms")}
-            delays = [s["mean_delay"] for s in stats if not math.isnan(s["mean_delay"])]
-            rows.append([f"`{group}`", len(stats), total["switches"], total["hits"], total["false_alarms"], total["alarms"],
-                         _fmt(float(np.mean(delays)), 4) if delays else ""])  # fmt: skip
-        lines += [markdown_table(["group", "runs", "switches", "hits", "false alarms", "alarms", "mean delay (env steps)"], rows), ""]
-    lines += ["![IQM](iqm.png)", "", "![curves](curves.png)", ""]
-    if any(r.scalars.get(t) for r in runs for t in TRACKED):
-        lines += ["![plasticity](plasticity.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines

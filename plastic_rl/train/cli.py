@@ -22,42 +22,25 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-# What a run does is decided in run_plan and built in run_build; their names stay importable from here.
-from plastic_rl.run_build import (  # noqa: F401
-    CLASS_KEYS,
-    NOISE,
-    agent_kwargs,
+from plastic_rl.tools.config import load_config
+
+# What a run does is decided in plan and built in build.
+from plastic_rl.train.build import (
     end_step,
-    linear,
     loaded_model,
     make_callbacks,
-    make_env,
     make_envs,
     make_logger,
     new_model,
-    resolve_classes,
     resume_state,
-    with_action_noise,
 )
-from plastic_rl.run_plan import (  # noqa: F401
-    CHECKPOINT,
+from plastic_rl.train.plan import (
     EVALUATIONS,
     FINAL,
-    RUNTIME_KEYS,
     Plan,
-    check,
     checkpoints,
-    continue_elsewhere,
-    continue_run,
-    has_results,
-    keep_config,
-    plain,
     plan,
-    read_checkpoint,
-    refuse_results,
-    saved_config,
 )
-from plastic_rl.tools.config import load_config
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -222,6 +205,11 @@ def precheck(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run ``python -m plastic_rl.train`` with these arguments: bad input is refused in one line before
+    Hydra starts; then Hydra composes the config and runs (or sweeps) ``task``.
+
+    :param argv: Hydra overrides and flags (default: ``sys.argv[1:]``)
+    """
     import hydra
 
     argv = sys.argv[1:] if argv is None else argv
@@ -230,7 +218,3 @@ def main(argv: list[str] | None = None) -> None:
             return
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path="pkg://plastic_rl.configs", config_name="config", version_base="1.3")(task)()
-
-
-if __name__ == "__main__":
-    main()

@@ -28,11 +28,11 @@ group, a verdict ``MIN_SEEDS_VERDICT`` (``SEED_RULE``, stated in ``report.md``);
 ``n/a (1 seed)``, and every cell says its n. Scores are labelled raw unless a reference normalized them.
 
 Writes ``report.md``, ``scores.csv``, ``iqm.csv`` and PNG plots to ``--out`` (curves faceted by family of
-arms, mean over seeds with a 95% band, task switches marked: ``report_plots``).
+arms, mean over seeds with a 95% band, task switches marked: ``report.plots``).
 
-This module is the aggregation and the CLI; reading runs (``report_runs``), the numbers
-(``report_stats``), the tables (``report_write``) and the plots (``report_plots``) are one module each,
-re-exported here.
+This module is the aggregation and the CLI; reading runs (``report.runs``), the numbers
+(``report.stats``), the tables (``report.tables``) and the plots (``report.plots``) are one module each,
+re-exported by the package (``plastic_rl.report``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from plastic_rl.report_plots import family, plot
-from plastic_rl.report_runs import ALARMS, METRICS, TRACKED, Run, Segment, find_runs, group_name, load_run, read_scalars
-from plastic_rl.report_stats import (
+from plastic_rl.report.plots import family, plot
+from plastic_rl.report.runs import ALARMS, METRICS, TRACKED, Run, Segment, find_runs, group_name, load_run, read_scalars
+from plastic_rl.report.stats import (
     MIN_SEEDS_INTERVAL,
     MIN_SEEDS_VERDICT,
     SEED_RULE,
@@ -60,7 +60,7 @@ from plastic_rl.report_stats import (
     score_table,
     seeded_numpy,
 )
-from plastic_rl.report_write import markdown_table, write
+from plastic_rl.report.tables import markdown_table, write
 
 __all__ = [
     "ALARMS",
@@ -87,6 +87,7 @@ __all__ = [
     "report",
     "score_table",
     "seeded_numpy",
+    "summarize",
     "write",
 ]
 
@@ -144,11 +145,35 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
     log(f"{len(runs)} runs in {len({r.group for r in runs})} groups ({', '.join(by)})")
     if baseline is not None and baseline not in {r.group for r in runs}:
         raise ValueError(f"baseline group {baseline!r} is not among the groups {sorted({r.group for r in runs})}")
-    result: dict[str, Any] = {"groups": sorted({r.group for r in runs}), "iqm": {}, "improvement": {}, "gap": {}, "per_task": {},
-                              "incomplete": incomplete, "unevaluated": unevaluated, "normalized": {}, "seeds": {}, "per_task_seeds": {},
-                              "left_out_tasks": {}}  # fmt: skip
-    for metric in METRICS:
-        table = score_table(runs, metric)
+    result = summarize({metric: score_table(runs, metric) for metric in METRICS}, reference, baseline, reps)
+    result.update(incomplete=incomplete, unevaluated=unevaluated)
+    for task, groups in result["left_out_tasks"]["auc"].items():
+        log(f"task {task} left out of every table: no complete run of {', '.join(groups)} on it")
+    alarms: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        stats = alarm_stats(run, run.switch_every, int(run.config.get("total_timesteps", 0)), hit_window)
+        if stats is not None:
+            alarms.setdefault(run.group, []).append(stats)
+    result["alarms"] = alarms
+    out.mkdir(parents=True, exist_ok=True)
+    write(out, runs, result, by, reference, baseline, title, hit_window)
+    result["plots"] = plot(out, runs, result["iqm"], result["normalized"], result["seeds"])
+    return result
+
+
+def summarize(tables: dict[str, dict[str, dict[tuple[int, Any], float]]], reference: str | None, baseline: str | None,
+              reps: int) -> dict[str, Any]:  # fmt: skip
+    """The report's numbers from its score tables alone (so per-run rows saved as a CSV give them back).
+
+    :param tables: metric -> ``score_table``'s group -> {(seed, task): score}
+    :param reference: the group that normalizes every score and the plasticity gap is taken from (None: raw)
+    :param baseline: the group of the probability of improvement (None: not computed)
+    :param reps: bootstrap repetitions
+    """
+    result: dict[str, Any] = {"groups": sorted({g for table in tables.values() for g in table}), "iqm": {}, "improvement": {},
+                              "gap": {}, "per_task": {}, "normalized": {}, "seeds": {}, "per_task_seeds": {}, "left_out_tasks": {},
+                              "incomplete": [], "unevaluated": [], "tables": tables}  # fmt: skip
+    for metric, table in tables.items():
         scores, tasks, dropped = matrices(table, reference)
         result["tasks"] = tasks
         result.setdefault("dropped", {})[metric] = dropped
@@ -164,17 +189,6 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
         if reference is not None:
             result["gap"][metric] = plasticity_gap(table, reference, tasks)
         result.setdefault("scores", {})[metric] = scores
-    for task, groups in result["left_out_tasks"]["auc"].items():
-        log(f"task {task} left out of every table: no complete run of {', '.join(groups)} on it")
-    alarms: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        stats = alarm_stats(run, run.switch_every, int(run.config.get("total_timesteps", 0)), hit_window)
-        if stats is not None:
-            alarms.setdefault(run.group, []).append(stats)
-    result["alarms"] = alarms
-    out.mkdir(parents=True, exist_ok=True)
-    write(out, runs, result, by, reference, baseline, title, hit_window)
-    result["plots"] = plot(out, runs, result["iqm"], result["normalized"], result["seeds"])
     return result
 
 
@@ -253,7 +267,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(2) from None
     print(f"wrote {Path(args.out) / 'report.md'}")
     return result
-
-
-if __name__ == "__main__":
-    main()
