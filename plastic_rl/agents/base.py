@@ -3,9 +3,10 @@
 - the env-first call form ``PlasticPPO("CartPole-v1")`` next to SB3's ``PlasticPPO("MlpPolicy", env)``;
 - ``plasticity=`` (preset, dataclass or dict) -> the policy's ``norm`` keyword and a
   ``PlasticityController`` (``model.plasticity``) built after SB3 builds the networks;
-- logging through SB3's logger after every ``train()``: ``plasticity/lr_factor``, ``plasticity/elr/<layer>``,
-  ``plasticity/param_norm/<layer>``, and every ``diagnostics_freq`` gradient steps the diagnostics of a
-  batch of recent observations (no random sampling: the agent's RNG streams stay SB3's);
+- logging through SB3's logger after every ``train()``: ``plasticity/lr_factor``, and, measured on the first
+  optimizer step after each write of the logger (what the next write shows), ``plasticity/elr/<layer>`` and
+  ``plasticity/param_norm/<layer>``; every ``diagnostics_freq`` gradient steps the diagnostics of a batch of
+  recent observations (no random sampling: the agent's RNG streams stay SB3's);
 - the plasticity state in SB3's own zip (its ``data`` part), so ``load`` continues exactly.
 """
 
@@ -253,23 +254,34 @@ class PlasticMixin(_AlgorithmBase):
 
     # -- training --------------------------------------------------------------------------------
     def train(self, *args: Any, **kwargs: Any) -> None:
-        with self.plasticity.training():
+        # Measure and record the ELR only when the logger has written the last values (a dump cleared them):
+        # SB3's logger keeps the last recorded value until it writes, so a measurement taken while one is
+        # pending would never be written. Off-policy agents call train() every few env steps and write
+        # every few episodes; measuring each call cost them ~7% of a DQN gradient step (issue 24).
+        measure = self._elr_key() not in self.logger.name_to_value
+        with self.plasticity.training(measure=measure):
             super().train(*args, **kwargs)
         self.plasticity.after_train()
-        self._record_plasticity()
+        self._record_plasticity(measured=measure)
 
-    def _record_plasticity(self) -> None:
+    def _elr_key(self) -> str:
+        """The logger key of the first network's ELR: while it is in the logger, a measurement awaits writing."""
+        return "plasticity/" + self.plasticity.elr_keys()[0]
+
+    def _record_plasticity(self, measured: bool = True) -> None:
         for key, value in self.plasticity.pop_intervention_log().items():
             self._record(key, value, console=key.count("/") == 1)  # per-layer counts: machine formats only
-        metrics = self.plasticity.metrics()
-        self._record("lr_factor", metrics.pop("lr_factor"))
+        self._record("lr_factor", self.plasticity.lr_factor)
         alarms = self.plasticity.alarms()
         if alarms is not None:  # cumulative: a report finds each alarm's step where the count rises
             self._record("cusum_alarms", alarms)
-        for key, value in self.plasticity.network_elr().items():
-            self._record(key, value)
-        for key, value in metrics.items():
-            self._record(key, value, console=False)
+        if measured:
+            for key, value in self.plasticity.network_elr().items():
+                self._record(key, value)
+            metrics = self.plasticity.metrics()
+            metrics.pop("lr_factor")
+            for key, value in metrics.items():
+                self._record(key, value, console=False)
         if self.diagnostics_freq and self._n_updates - self._diagnosed_at >= self.diagnostics_freq:
             inputs = self._diagnostic_inputs()
             if inputs is not None:

@@ -53,7 +53,8 @@ class PlasticityConfig:
         an alarm and a re-warm.
     :param drift: ``"cusum"``: the slack subtracted at every step, in standard deviations of the loss.
     :param measure_every: optimizer steps between ELR measurements; 0 (default) measures the first
-        optimizer step of every ``train()`` call, which is what gets logged (``ELR.measure_next``).
+        optimizer step of the first ``train()`` call after each write of SB3's logger, which is what its
+        next write shows (``ELR.measure_next``); values measured while one awaits writing would be overwritten.
     :param intervention: a standard plasticity intervention (``plastic_rl.interventions``) on every
         network: ``"redo"``, ``"shrink-perturb"``, ``"reset"`` or None. Target networks receive the same
         edit on the same entries.

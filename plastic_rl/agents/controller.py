@@ -115,11 +115,12 @@ class PlasticityController:
         return len(getattr(elr.schedule, "alarms", ()))
 
     @contextlib.contextmanager
-    def training(self) -> Iterator[None]:
-        """Around one SB3 ``train()``: measure its first optimizer step, and take each step's loss from
-        ``loss_tap.tap_losses`` (the last scalar ``.backward()`` was called on; its contract is there)."""
-        for elr in self.elrs.values():
-            elr.measure_next()
+    def training(self, measure: bool = True) -> Iterator[None]:
+        """Around one SB3 ``train()``: measure its first optimizer step (``measure``), and take each step's loss
+        from ``loss_tap.tap_losses`` (the last scalar ``.backward()`` was called on; its contract is there)."""
+        if measure:
+            for elr in self.elrs.values():
+                elr.measure_next()
         outer = self._tap  # a nested training() of the same agent gives it back on leaving
         with tap_losses() as tap:
             self._tap = tap
@@ -188,12 +189,16 @@ class PlasticityController:
         for the console; the per-layer values are in ``metrics()``.
         """
         out: dict[str, float] = {}
-        for net, elr in self.elrs.items():
+        for key, elr in zip(self.elr_keys(), self.elrs.values()):
             values = elr.metrics()
             updates = sum(v * v for k, v in values.items() if k.startswith("update_norm/"))
             params = sum(v * v for k, v in values.items() if k.startswith("param_norm/"))
-            out[f"elr/{net}" if self._prefix else "elr"] = math.sqrt(updates / params) if params > 0 else math.inf
+            out[key] = math.sqrt(updates / params) if params > 0 else math.inf
         return out
+
+    def elr_keys(self) -> list[str]:
+        """The keys of ``network_elr()``, in its order, without measuring anything."""
+        return [f"elr/{net}" if self._prefix else "elr" for net in self.elrs]
 
     # -- interventions -------------------------------------------------------------------------
     def after_train(self) -> None:

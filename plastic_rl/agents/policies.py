@@ -16,7 +16,9 @@ A normalized policy also builds its Adam/AdamW with ``fused=True`` unless ``opti
 an implementation (``fused``/``foreach``): the same update computed in one kernel per tensor instead of
 ~10 Python-dispatched ops, which on small RL networks pays for the normalization and ELR's projection
 (``python -m plastic_rl.tools.bench_agents gradstep``). ``optimizer_kwargs=dict(fused=False)`` restores
-torch's default; the ``"none"`` preset never changes it, so it stays identical to SB3.
+torch's default; the ``"none"`` preset never changes it, so it stays identical to SB3. For the same
+reason a normalized policy's action distribution skips torch's argument checks (``distributions``: the
+same values; a divergence is still caught).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from stable_baselines3.sac.policies import CnnPolicy as SACCnnPolicy
 from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
 from torch import nn
 
+from plastic_rl.agents.distributions import uncheck_action_dist
 from plastic_rl.layers import architecture, architecture_mismatch, iter_blocks
 from plastic_rl.norm import insert_norm
 
@@ -139,6 +142,7 @@ class NormalizedPolicy(_NormalizedPolicyBase):
         # Every SB3 policy builds its optimizers in _build from self.optimizer_kwargs (set by its __init__).
         if self.norm is not None:
             self.optimizer_kwargs = with_fused_default(self.optimizer_class, self.optimizer_kwargs)
+            uncheck_action_dist(self)  # PPO/A2C's: SB3's __init__ builds it before _build
         super()._build(*args, **kwargs)
 
     @property
@@ -160,6 +164,8 @@ class NormalizedNetwork(ArchitectureChecked):
         self.norm = norm
         self.norm_affine = norm_affine
         normalize_hidden(self, norm, norm_affine, exclude=self.norm_exclude)
+        if norm is not None:
+            uncheck_action_dist(self)  # SAC's actor
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **norm_parameters(self.norm, self.norm_affine)}

@@ -15,7 +15,9 @@ median step time of each arm is compared with plain Adam's.
 Arm ``adam``: ``optimizer.step()``. Arm ``elr``: ``optimizer.step(); elr.step(loss)`` with the default
 recipe (measure every layer and project every step, gains projected, a cyclic re-warm schedule).
 Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
-enough for logging and skips the per-step snapshot.
+enough for logging and skips the per-step snapshot. Arm ``elr/log``: what the agents run: project every
+step, measure only when asked (``measure_every=0``; the agents ask once per write of their logger, so
+over a few thousand steps, never).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def sb3_policy(kind: str) -> torch.nn.Module:
     return insert_norm(policy)
 
 
-ARMS = {"adam": None, "elr": 1, "elr/10": 10}  # arm -> ELR measure_every (None: no ELR)
+ARMS = {"adam": None, "elr": 1, "elr/10": 10, "elr/log": 0}  # arm -> ELR measure_every (None: no ELR; 0: when asked)
 
 
 def make_arm(policy: torch.nn.Module, measure_every: int | None):
@@ -169,14 +171,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
         f"median step time of each arm, arms interleaved step by step"
     )
-    print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12}")
+    print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12} "
+          f"{'+ELR/log (us)':>14} {'ELR/log adds':>13}")  # fmt: skip
     rows = []
     for kind in args.models:
         row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
         rows.append(row)
         print(
             f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
-            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%}"
+            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%} {row['elr/log_us']:>14.1f} {row['elr/log_adds']:>13.1%}"
         )
     return rows
 

@@ -1,0 +1,87 @@
+"""Issue 24's speed paths compute what the slow ones did: unchecked distributions give the same values, and
+measuring the ELR once per log write logs a fresh measurement at every write."""
+
+from __future__ import annotations
+
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.distributions import make_proba_distribution
+from stable_baselines3.common.logger import configure
+from torch import distributions as td
+
+from plastic_rl.agents import PlasticDQN, PlasticPPO, PlasticSAC
+from plastic_rl.agents.distributions import UNCHECKED, unchecked
+
+SPACES = {
+    "Discrete": gym.spaces.Discrete(4),
+    "MultiDiscrete": gym.spaces.MultiDiscrete([3, 2]),
+    "MultiBinary": gym.spaces.MultiBinary(3),
+    "Box": gym.spaces.Box(-1, 1, (2,)),
+}
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_unchecked_distributions_give_the_same_values(space):
+    checked = make_proba_distribution(SPACES[space])
+    fast = unchecked(make_proba_distribution(SPACES[space]))
+    assert type(fast) is UNCHECKED[type(checked)]
+    generator = torch.Generator().manual_seed(0)
+    params = torch.randn(5, sum(SPACES[space].nvec) if space == "MultiDiscrete" else int(np.prod(SPACES[space].shape or (4,))),
+                         generator=generator)  # fmt: skip
+    args = (params, torch.zeros(2)) if space == "Box" else (params,)  # DiagGaussian: mean and log std
+    checked.proba_distribution(*args)
+    fast.proba_distribution(*args)
+    torch.manual_seed(1)
+    actions = checked.sample()
+    torch.manual_seed(1)
+    assert torch.equal(fast.sample(), actions)
+    assert torch.equal(fast.log_prob(actions), checked.log_prob(actions))
+    assert torch.equal(fast.entropy(), checked.entropy()) and torch.equal(fast.mode(), checked.mode())
+    inner = fast.distribution if isinstance(fast.distribution, list) else [fast.distribution]
+    assert all(d._validate_args is False for d in inner)
+    assert td.Distribution._validate_args is True  # torch's global default is back
+
+
+def test_normalized_policies_skip_the_checks_and_none_keeps_sb3s():
+    assert type(PlasticPPO("CartPole-v1").policy.action_dist).__name__ == "UncheckedCategorical"
+    assert type(PlasticPPO("CartPole-v1", plasticity="none").policy.action_dist).__name__ == "CategoricalDistribution"
+    assert type(PlasticSAC("Pendulum-v1").actor.action_dist).__name__ == "UncheckedSquashedDiagGaussian"
+
+
+def test_a_diverged_policy_still_stops_with_an_error():
+    """Without torch's checks a NaN still stops training: sampling refuses NaN probabilities."""
+    model = PlasticPPO("CartPole-v1", n_steps=64, batch_size=64, seed=0)
+    with torch.no_grad():
+        model.policy.action_net.weight.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="probability tensor contains either `inf`, `nan` or element < 0"):
+        model.learn(64)
+
+
+def test_every_log_write_shows_a_fresh_elr_measured_once_per_write(tmp_path):
+    model = PlasticDQN("CartPole-v1", learning_starts=100, train_freq=1, seed=0)
+    primary = model.plasticity.elrs[model.plasticity.primary]
+    calls = {"measure": 0, "train": 0}
+    measure_next, train = primary.measure_next, model.train
+
+    def counted_measure() -> None:
+        calls["measure"] += 1
+        measure_next()
+
+    def counted_train(*args, **kwargs) -> None:
+        calls["train"] += 1
+        train(*args, **kwargs)
+
+    primary.measure_next, model.train = counted_measure, counted_train  # type: ignore[method-assign]
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(1500, log_interval=1)
+    rows = list(csv.DictReader((tmp_path / "progress.csv").open()))
+    trained = [r for r in rows if r.get("train/n_updates")]  # the writes after training started
+    assert len(trained) >= 5 and all(r["plasticity/elr"] for r in trained)
+    values = [float(r["plasticity/elr"]) for r in trained]
+    assert len(set(values)) == len(values)  # a new measurement at every write, not a stale one
+    # one measurement per write (the first train() after it), not one per train() call
+    assert calls["measure"] <= len(rows) + 1 < calls["train"] // 5
