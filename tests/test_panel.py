@@ -81,3 +81,22 @@ def test_elr_rule_traces_show_the_decay_and_the_flat_projection(tmp_path):
     rate = PlasticPPO("CartPole-v1", seed=0, plasticity="elr-decay", **kwargs).plasticity.elrs["policy"].schedule.rate
     for r in by_arm["elr-decay"]:
         assert r["lr_factor"] == pytest.approx((1 + rate * r["updates"]) ** -0.5, rel=1e-5)
+
+
+def test_ablation_rows_are_reported_on_the_same_normalization(tmp_path, capsys):
+    main = tmp_path / "panel.csv"
+    extra = tmp_path / "ablation.csv"
+    for path, rows in ((main, rows_for([100, 120, 110], [60, 70, 80], random=10.0)),
+                       (extra, [{**r, "arm": "ablation", "preset": "nap:project=false"}
+                                for r in rows_for([], [110, 110, 110], random=10.0)])):  # fmt: skip
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=panel.FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    table = panel.main(["--report-only", "--csv", str(main), "--extra", str(extra), "--reps", "200"])
+    ablation = next(t for t in table if t["arm"] == "ablation" and t["metric"] == "auc")
+    assert ablation["iqm"] == pytest.approx(1.0) and ablation["n"] == 3  # (110 - 10) / (mean SB3 110 - 10)
+    out = capsys.readouterr().out
+    assert "- dqn E `nap:project=false`, auc: 1.00 [1.00, 1.00] (n=3)" in out
+    panel_line = next(t for t in table if t["algo"] == "panel" and t["metric"] == "auc")
+    assert panel_line["arm"] in ("sb3", "default")  # the panel line pools the two arms only

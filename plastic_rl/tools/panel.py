@@ -2,6 +2,7 @@
 
     python -m plastic_rl.tools.bench_agents panel [--rows ppo-cartpole dqn-cartpole ...] [--seeds 0 1 2 3 4]
                                                   [--csv docs/data/panel.csv] [--report-only] [--md FILE]
+                                                  [--extra docs/data/panel_dqn_norm_only.csv]
 
 Each row is an algorithm on a stationary env at rl-zoo3's tuned hyperparameters and budget (the project's
 MinAtar settings for MinAtar); the two arms are SB3's own class (``sb3``) and the plastic class with no
@@ -17,7 +18,8 @@ Scores are normalized per row as ``(x - random) / (SB3 - random)``, SB3 being th
 arm's runs on that row; IQM over seeds with its 95% stratified-bootstrap CI (rliable). A row is a
 **win** when the CI's lower end is above 1, a **loss** when its upper end is below 1, else a **tie**.
 The targets (issue 20): every row's normalized-AUC IQM >= 0.95 with the CI reaching 1.0, and the panel's
-IQM over all rows' runs >= 1.0.
+IQM over all rows' runs >= 1.0. ``--extra`` adds ablation runs (rows of the same columns whose ``arm`` is
+neither ``sb3`` nor ``default``; ``preset`` names what ran), reported beside on the same normalization.
 """
 
 from __future__ import annotations
@@ -190,7 +192,8 @@ def normalized(rows: list[dict], metric: str) -> dict[tuple[str, str], dict[str,
         if scale <= 0:  # (a smoke budget): no scale to normalize by
             print(f"# {algo} {env}: SB3's mean {metric} {np.mean(sb3):.3g} is not above the random policy's {floor:.3g}: left out")
             continue
-        out[(algo, env)] = {arm: np.array([(r[metric] - floor) / scale for r in mine if r["arm"] == arm]) for arm in ARMS}
+        arms = [*ARMS, *sorted({r["arm"] for r in mine} - set(ARMS))]  # and ablation arms of --extra rows
+        out[(algo, env)] = {arm: np.array([(r[metric] - floor) / scale for r in mine if r["arm"] == arm]) for arm in arms}
     return out
 
 
@@ -250,6 +253,14 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
         lines.append(f"| {algo} | {env} | {mine[0]['random']:.1f} | {sb3:.1f} | {auc['iqm']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}] (n={auc['n']}) | "
                      f"{verdict(auc['low'], auc['high'], auc['n'])} | {final['iqm']:.2f} [{final['low']:.2f}, {final['high']:.2f}] (n={final['n']}) | "
                      f"{verdict(final['low'], final['high'], final['n'])} | {met} |")  # fmt: skip
+    extra = [a for a in table if a["arm"] not in ARMS and a["algo"] != "panel"]
+    if extra:
+        lines += ["", "Ablations (`--extra` rows, normalized by the same SB3 mean and random policy):", ""]
+        for a in extra:
+            preset = next(r["preset"] for r in rows if (r["algo"], r["env"], r["arm"]) == (a["algo"], a["env"], a["arm"]))
+            lines.append(
+                f"- {a['algo']} {a['env']} `{preset}`, {a['metric']}: {a['iqm']:.2f} [{a['low']:.2f}, {a['high']:.2f}] (n={a['n']})"
+            )
     for metric in ("auc", "final"):
         t = next((t for t in table if (t["metric"], t["algo"], t["arm"]) == (metric, "panel", "default")), None)
         if t is not None:
@@ -268,6 +279,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--csv", default="docs/data/panel.csv", help="per-run rows: appended, and runs already there are skipped")
     parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the tables from the CSV")
     parser.add_argument("--md", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--extra", nargs="*", default=[], help="CSVs of ablation runs (same columns, arm 'ablation') reported beside")
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
     parser.add_argument("--timesteps", type=int, default=None, help="replace every row's budget (smoke tests; not with the default --csv)")
     args = parser.parse_args(argv)
@@ -303,7 +315,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         took = (datetime.datetime.now() - start).total_seconds()
                         print(f"{name} {arm} ({result['preset']}) seed {seed}: auc {result['auc']:.1f} final {result['final']:.1f} "
                               f"random {result['random']:.1f}, {took:.0f} s", flush=True)  # fmt: skip
-    rows = read(path)
+    rows = read(path) + [r for extra in args.extra for r in read(Path(extra))]
     table = summary(rows, args.reps)
     text = markdown(rows, table)
     print(text)
