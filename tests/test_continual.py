@@ -80,7 +80,7 @@ def test_atari_sequence_composes_and_runs_a_few_steps(tmp_path):
 
 def test_constant_lr_arms_multiply_the_suites_lr():
     suite = continual.Suite("s", [], lr=1e-4, tasks=1, steps_per_task=100, optimizer_steps_per_task=100, sequence=False)
-    for arm, factor in (("none", 1), ("none-2x", 2), ("none-4x", 4), ("none-8x", 8), ("nap", 1), ("nap-4x", 4)):
+    for arm, factor in (("none", 1), ("none-2x", 2), ("none-4x", 4), ("none-8x", 8), ("none-16x", 16), ("nap", 1), ("nap-4x", 4)):
         plasticity, lr = continual.arm_overrides(arm, suite)
         assert plasticity == f"plasticity={arm.split('-')[0]}" and lr == f"agent.kwargs.learning_rate={1e-4 * factor:g}"
     assert "none-8x" in continual.CONSTANT_LR_ARMS and "none-8x" in continual.ARMS

@@ -26,6 +26,7 @@ SPACES = {
 
 @pytest.mark.parametrize("space", SPACES)
 def test_unchecked_distributions_give_the_same_values(space):
+    default = td.Distribution._validate_args
     checked = make_proba_distribution(SPACES[space])
     fast = unchecked(make_proba_distribution(SPACES[space]))
     assert type(fast) is UNCHECKED[type(checked)]
@@ -43,7 +44,7 @@ def test_unchecked_distributions_give_the_same_values(space):
     assert torch.equal(fast.entropy(), checked.entropy()) and torch.equal(fast.mode(), checked.mode())
     inner = fast.distribution if isinstance(fast.distribution, list) else [fast.distribution]
     assert all(d._validate_args is False for d in inner)
-    assert td.Distribution._validate_args is True  # torch's global default is back
+    assert td.Distribution._validate_args is default  # torch's global default is back
 
 
 def test_normalized_policies_skip_the_checks_and_none_keeps_sb3s():

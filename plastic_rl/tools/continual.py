@@ -22,7 +22,7 @@ Suites (every budget is a flag):
 - ``atari-sequence``: DQN on envpool Atari games in turn: a documented command for a GPU machine.
 
 Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the plasticity reference),
-``none`` (SB3's agent, constant lr) and ``none-2x``/``-4x``/``-8x`` (2x, 4x, 8x that lr), ``nap`` and
+``none`` (SB3's agent, constant lr) and ``none-2x``/``-4x``/``-8x``/``-16x`` (2x to 16x that lr), ``nap`` and
 ``nap-2x``/``nap-4x``, ``elr`` (cyclic re-warm), ``elr-cusum`` (re-warm on a CUSUM alarm),
 ``elr-on-switch`` (re-warm at each announced switch), ``redo`` (every 1000 optimizer steps),
 ``shrink-perturb`` and ``reset`` (the output heads) at each announced switch (single games: every
@@ -52,7 +52,7 @@ import numpy as np
 
 from plastic_rl.tools._validate import parse_seeds
 
-CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x")
+CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x", "none-16x")
 ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay")
 INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
 ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
@@ -129,8 +129,8 @@ def arm_overrides(arm: str, suite: Suite) -> list[str]:
     switch_rule = ["plasticity.every=0", "env.intervene_on_switch=true"] if suite.sequence else [
         f"plasticity.every={suite.optimizer_steps_per_task}"]  # fmt: skip
     base, _, multiple = arm.partition("-")
-    if base in ("none", "nap") and multiple in ("", "2x", "4x", "8x"):
-        factor = {"": 1, "2x": 2, "4x": 4, "8x": 8}[multiple]
+    if base in ("none", "nap") and multiple in ("", "2x", "4x", "8x", "16x"):
+        factor = {"": 1, "2x": 2, "4x": 4, "8x": 8, "16x": 16}[multiple]
         return [f"plasticity={base}", f"agent.kwargs.learning_rate={suite.lr * factor:g}"]
     lr = [f"agent.kwargs.learning_rate={suite.lr:g}"]
     if arm == "fresh":
