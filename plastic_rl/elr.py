@@ -7,7 +7,9 @@ about ||u_t|| / ||W||: the effective learning rate. Plain training lets ||W|| gr
 
 - measures, for every Linear/Conv, ``elr = ||u_t||_F / ||W_{t-1}||_F`` with u_t the change made by
   ``optimizer.step()`` itself (before any projection), ``W_{t-1}`` the parameters just before it;
-- projects every scale-invariant layer back to its initial norm, so its ELR is set by the lr alone;
+- projects every scale-invariant layer back to its initial norm, so its ELR is set by the lr alone
+  (``project=True``), or only at a re-warm (``project="on-rewarm"``: the ELR decays as the layer's
+  norm grows while the data holds, and a re-warm shrinks it back, with the optimizer state: ``rescale``);
 - multiplies the optimizer's learning rate by a re-warm ``Schedule``'s factor during each step.
 
 Which layers are projected: a Linear/Conv directly followed by a normalization inside an
@@ -42,6 +44,7 @@ from torch import nn
 from plastic_rl.flat_params import FlatParams, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
 from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
+from plastic_rl.rescale import rescale_state, state_powers
 from plastic_rl.schedules import (
     CusumRewarm,
     CyclicRewarm,
@@ -66,7 +69,11 @@ __all__ = [
     "warmup_cosine",
     "make_schedule",
     "GAIN_MODES",
+    "PROJECT_MODES",
 ]
+
+# ``project=``: every step (True), never (False), or only at a re-warm ("on-rewarm").
+PROJECT_MODES = (True, False, "on-rewarm")
 
 
 class ELR:
@@ -80,7 +87,11 @@ class ELR:
     :param model: the network; every Linear/Conv in it is measured, its scale-invariant ones projected
     :param optimizer: the optimizer training ``model``; ELR hooks its ``step()`` (snapshot, lr factor)
     :param schedule: re-warm schedule whose factor multiplies every param group's lr during each step (None: factor 1)
-    :param project: rescale the projected layers to their initial norms (False: measure only; the schedule still applies)
+    :param project: True: rescale the projected layers to their initial norms after every ``project_every``-th step;
+        ``"on-rewarm"``: only at a re-warm (``rewarm()``, a CUSUM alarm, a cyclic restart), together with their
+        optimizer state and the ``mirrors``, so the function is unchanged and the ELR returns to its initial value
+        (gains are then left to the optimizer: rescaling one would change the function); False: measure only
+        (the schedule still applies)
     :param project_every: project after every k-th ``step()`` call (>= 1)
     :param measure_every: measure every k-th optimizer step (0: only the steps after ``measure_next()``), for callers
         that log less often than they step; projection and the schedule do not depend on it
@@ -88,6 +99,8 @@ class ELR:
     :param include: exact names of the layers to project, instead of every scale-invariant layer (None: that default)
     :param gains: ``"project"``: also project each projected layer's normalization gain to its initial norm;
         ``"none"``: leave gains to the optimizer
+    :param mirrors: networks with the same layer names (a target network) whose projected layers a re-warm of
+        ``project="on-rewarm"`` rescales by the same factors, so a soft or hard target update mixes like with like
     """
 
     def __init__(
@@ -102,7 +115,10 @@ class ELR:
         exclude: Iterable[str] = (),
         include: Iterable[str] | None = None,
         gains: str = "project",
+        mirrors: Iterable[nn.Module] = (),
     ):
+        if not (project is True or project is False or project == "on-rewarm"):
+            raise ValueError(f"project={project!r} is not accepted; accepted: True, False, 'on-rewarm'")
         if not (isinstance(project_every, int) and project_every >= 1):
             raise ValueError(f"project_every={project_every!r} must be an int >= 1")
         if not (isinstance(measure_every, int) and measure_every >= 0):
@@ -114,7 +130,7 @@ class ELR:
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
-        self.project = bool(project)
+        self.project: bool | str = project
         self.project_every = project_every
         self.measure_every = measure_every
         self._measure_requested = False
@@ -122,7 +138,13 @@ class ELR:
         self.gains = gains
         exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
-        blocks, chosen, gain_groups = select(model, exclude, include, self.project, self.gains)
+        # on-rewarm rescales only what is scale-invariant: a gain sets the scale of what the next layer sees
+        blocks, chosen, gain_groups = select(model, exclude, include, bool(self.project), self.gains if self.project is True else "none")
+        if self.project == "on-rewarm":
+            state_powers(optimizer)  # an optimizer whose state cannot follow the weights: refused now, not at the re-warm
+        self._mirrors = self._mirror_groups(model, [b.name for b in chosen], list(mirrors))
+        self._restarts = 0  # the schedule's own restarts seen so far (project="on-rewarm" follows them)
+        self.rewarms = 0  # re-warms so far: rewarm() calls and the schedule's own restarts
         names = [b.name for b in blocks]
         # Buffer layout: [measured, not projected | measured and projected | projected gains], so the
         # measured groups are a prefix and the projected ones a suffix: slices, not gathers, per step.
@@ -204,7 +226,7 @@ class ELR:
         self._synced = False
         self.steps += 1
         measured, flat = self._n_measured, self._flat
-        project = self.project and self.steps % self.project_every == 0
+        project = self.project is True and self.steps % self.project_every == 0
         views = []
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
@@ -226,6 +248,12 @@ class ELR:
             self._projected_versions = self._versions()
         if self.schedule is not None:
             self.schedule.step(loss)
+            restarts = self.schedule.restarts()
+            if restarts > self._restarts:  # a CUSUM alarm, a cyclic restart
+                self.rewarms += restarts - self._restarts
+                if self.project == "on-rewarm":  # shrink back with it
+                    self.restore_norms()
+            self._restarts = restarts
 
     def _due(self, step: int) -> bool:
         """Whether optimizer step number ``step`` is measured."""
@@ -250,12 +278,52 @@ class ELR:
         """
         return [p._version for p in self._flat.params]
 
-    def _project(self, current: torch.Tensor) -> None:
-        """Scale the projected groups, whose norms are ``current``, to their initial norms."""
+    def _project(self, current: torch.Tensor) -> torch.Tensor:
+        """Scale the projected groups, whose norms are ``current``, to their initial norms; returns the factors."""
         factors = self.init_norms / current
         if not all(map(math.isfinite, factors.tolist())):  # a nan, inf or zero norm
             self._check_finite(current.tolist(), f"at projection (step {self.steps})")
         torch._foreach_mul_(self._flat.views[self._first_projected :], list(factors.to(self._flat.flat.dtype).unbind()))
+        return factors
+
+    def restore_norms(self) -> dict[str, float]:
+        """Shrink (or grow) every projected layer back to its initial norm, with its optimizer state and mirrors.
+
+        The re-warm of ``project="on-rewarm"``: a scale-invariant layer computes the same function at any norm,
+        so this changes nothing the network computes, and returns each layer's ELR to its value at
+        initialization (``rescale``: the optimizer's next step is the one it would take at that scale).
+        Returns ``{layer: factor}``.
+        """
+        self._sync()
+        current = self._norms(self._flat.views[self._first_projected :])
+        factors = self._project(current).tolist()
+        groups = self._flat.current()[self._first_projected :]
+        for params, factor in zip(groups, factors):
+            rescale_state(self.optimizer, params, factor)
+        with torch.no_grad():
+            for mirror in self._mirrors:
+                for params, factor in zip(mirror, factors):
+                    torch._foreach_mul_(params, factor)
+        self._at_init_norms = True
+        self._projected_versions = self._versions()
+        return dict(zip(self._projected_names, factors))
+
+    @staticmethod
+    def _mirror_groups(model: nn.Module, names: list[str], mirrors: list[nn.Module]) -> list[list[list[torch.Tensor]]]:
+        """Per mirror, the parameters of each projected layer, by name; ValueError if a mirror lacks one."""
+        out = []
+        own = dict(model.named_modules())
+        for mirror in mirrors:
+            modules = dict(mirror.named_modules())
+            groups = []
+            for name in names:
+                theirs, mine = modules.get(name), own[name]
+                shapes = [p.shape for p in mine.parameters(recurse=False)]
+                if theirs is None or [p.shape for p in theirs.parameters(recurse=False)] != shapes:
+                    raise ValueError(f"mirror {type(mirror).__name__} has no layer {name!r} shaped like the model's (parameters {shapes})")
+                groups.append(list(theirs.parameters(recurse=False)))
+            out.append(groups)
+        return out
 
     def _check_finite(self, norms: list[float], when: str) -> None:
         for name, value in zip(self._projected_names, norms):
@@ -273,10 +341,16 @@ class ELR:
         return self.schedule.factor() if self.schedule is not None else 1.0
 
     def rewarm(self) -> None:
-        """Restart the schedule's warm-up now (e.g. at a known task switch)."""
-        if self.schedule is None:
-            raise RuntimeError("ELR has no schedule to re-warm; pass schedule=CyclicRewarm(...) or CusumRewarm(...)")
-        self.schedule.rewarm()
+        """Re-warm now (e.g. at a known task switch): restart the schedule's warm-up, and with
+        ``project="on-rewarm"`` shrink the projected layers back to their initial norms (``restore_norms``)."""
+        if self.schedule is None and self.project != "on-rewarm":
+            raise RuntimeError("ELR has nothing to re-warm; pass schedule=CyclicRewarm(...) or CusumRewarm(...), or project='on-rewarm'")
+        if self.project == "on-rewarm":
+            self.restore_norms()
+        if self.schedule is not None:
+            self.schedule.rewarm()
+            self._restarts = self.schedule.restarts()
+        self.rewarms += 1
 
     def projected_layers(self) -> list[tuple[int, float]]:
         """``(number of parameters, initial norm)`` of each projected layer, weight and bias jointly
@@ -317,6 +391,7 @@ class ELR:
         """Everything needed to continue exactly: step count, initial norms, schedule (and CUSUM) state."""
         return {
             "steps": self.steps,
+            "rewarms": self.rewarms,
             "init_norms": dict(zip(self._projected_names, self.init_norms.tolist())),
             "project": self.project,
             "project_every": self.project_every,
@@ -335,13 +410,15 @@ class ELR:
             raise ValueError(f"ELR state has schedule {state['schedule_type']} but this ELR has {schedule_type}")
         self.init_norms = torch.tensor([float(norms[n]) for n in self._projected_names], device=self.init_norms.device)
         self.steps = int(state["steps"])
-        self.project = bool(state["project"])
+        self.rewarms = int(state.get("rewarms", 0))  # states saved before it was counted: 0
+        self.project = state["project"] if state["project"] == "on-rewarm" else bool(state["project"])
         self.project_every = int(state["project_every"])
         self.measure_every = int(state.get("measure_every", 1))
         if state["gains"] != self.gains:
             raise ValueError(f"ELR state has gains={state['gains']!r} but this ELR has gains={self.gains!r}")
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
+            self._restarts = self.schedule.restarts()
         self._factor = self.lr_factor
 
     def remove(self) -> None:

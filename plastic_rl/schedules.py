@@ -64,6 +64,11 @@ class Schedule:
     def rewarm(self) -> None:
         raise NotImplementedError
 
+    def restarts(self) -> int:
+        """A count that grows by one each time the schedule restarts *by itself* (a cycle's end, a CUSUM alarm;
+        not ``rewarm()``, which may reset it): ``ELR(project="on-rewarm")`` shrinks the layers back when it grows."""
+        return 0
+
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items()}
 
@@ -104,6 +109,9 @@ class CyclicRewarm(Schedule):
 
     def rewarm(self) -> None:
         self.t = 0
+
+    def restarts(self) -> int:
+        return self.t // self.period
 
 
 class CusumRewarm(Schedule):
@@ -209,6 +217,9 @@ class CusumRewarm(Schedule):
             delta = loss - self.mean
             self.mean += self.alpha * delta
             self.var = (1 - self.alpha) * (self.var + self.alpha * delta * delta)
+
+    def restarts(self) -> int:
+        return len(self.alarms)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

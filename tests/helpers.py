@@ -29,8 +29,14 @@ def same_parameters(a, b) -> bool:
 
 
 def projected_at_init(model) -> None:
-    """Every layer an agent projects sits at its initial norm."""
+    """Every layer an agent projects sits at its initial norm: after every step with ``project=True``; with
+    ``project="on-rewarm"`` the norms have moved while training, and a re-warm (done here) brings them back."""
     for elr in model.plasticity.elrs.values():
+        if elr.project == "on-rewarm":
+            norms = elr._norms(elr._flat.views[elr._first_projected : elr._n_measured])
+            initial = elr.init_norms[: elr._n_measured - elr._first_projected]
+            assert elr.steps == 0 or not torch.allclose(norms, initial, rtol=1e-7, atol=0), "on-rewarm projected while training"
+            elr.restore_norms()
         norms = dict(zip(elr._flat.names, elr._norms(elr._flat.views).tolist()))
         for name, init in zip(elr.projected_names, elr.init_norms.tolist()):
             assert norms[name] == pytest.approx(init, rel=1e-5), name
@@ -189,5 +195,5 @@ AGENT_CASES = [
 ]
 # The ELR family; the intervention presets run SB3's own networks like "none" and have their own tests
 # (tests/test_agent_interventions.py).
-PRESET_NAMES = ["none", "nap", "elr", "elr-cusum", "elr-decay"]
+PRESET_NAMES = ["none", "nap", "elr", "elr-cusum", "norm-rewarm"]
 assert set(PRESET_NAMES) <= set(PRESETS)

@@ -93,6 +93,9 @@ def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():
         "plasticity=elr-decay", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
     assert continual.arm_overrides("elr-decay", game) == ["plasticity=elr-decay", "agent.kwargs.learning_rate=0.0001"]
     assert "elr-decay" in continual.ELR_ARMS and "elr-decay" in continual.ARMS
+    assert continual.arm_overrides("norm-rewarm", sequence) == [
+        "plasticity=norm-rewarm", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
+    assert "norm-rewarm" in continual.ELR_ARMS
 
 
 def test_gap_verdicts_read_the_sign():
@@ -119,10 +122,10 @@ def test_a_sweep_through_submitit_local_and_its_report(tmp_path):
         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    assert sorted(p.name for p in sweep.glob("*_seed*")) == ["ppo_CartPole_elr-decay_seed0", "ppo_CartPole_elr-decay_seed1"]
+    assert sorted(p.name for p in sweep.glob("*_seed*")) == ["ppo_CartPole_norm-rewarm_seed0", "ppo_CartPole_norm-rewarm_seed1"]
     assert list(sweep.glob(".submitit/*/*_result.pkl")) or list(sweep.rglob("*_result.pkl"))  # submitit ran the jobs
     result = report.report([sweep], tmp_path / "report", by=["plasticity.preset"], reps=50, scalars=False, log=lambda *_: None)
-    assert result["groups"] == ["elr-decay"] and result["scores"]["final"]["elr-decay"].shape == (2, 1)
+    assert result["groups"] == ["norm-rewarm"] and result["scores"]["final"]["norm-rewarm"].shape == (2, 1)
 
 
 # -- issue 22: the summary says what it computed and needs seeds for its verdicts --------------------

@@ -284,7 +284,7 @@ def test_rewarm_restarts_the_schedule():
     assert elr.lr_factor != first
     elr.rewarm()
     assert elr.lr_factor == first
-    with pytest.raises(RuntimeError, match="no schedule to re-warm"):
+    with pytest.raises(RuntimeError, match="nothing to re-warm"):
         ELR(net, torch.optim.SGD(net.parameters(), lr=0.1)).rewarm()
 
 

@@ -10,9 +10,9 @@ from plastic_rl.tools import bench_agents, panel
 
 def rows_for(sb3, default, random=0.0, algo="dqn", env="E"):
     out = []
-    for arm, values in (("sb3", sb3), ("default", default)):
+    for arm, values, preset in (("sb3", sb3, "sb3"), ("default", default, panel.default_preset(panel.PLASTIC[algo]))):
         for seed, v in enumerate(values):
-            out.append({"algo": algo, "env": env, "arm": arm, "preset": "x", "seed": seed, "auc": v, "final": v, "random": random})
+            out.append({"algo": algo, "env": env, "arm": arm, "preset": preset, "seed": seed, "auc": v, "final": v, "random": random})
     return out
 
 
@@ -100,3 +100,47 @@ def test_ablation_rows_are_reported_on_the_same_normalization(tmp_path, capsys):
     assert "- dqn E `nap:project=false`, auc: 1.00 [1.00, 1.00] (n=3)" in out
     panel_line = next(t for t in table if t["algo"] == "panel" and t["metric"] == "auc")
     assert panel_line["arm"] in ("sb3", "default")  # the panel line pools the two arms only
+
+
+def write(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=panel.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_default_rows_of_an_earlier_default_preset_are_reported_beside(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(panel, "default_preset", lambda plastic: "new")  # the library's default changed from elr-decay
+    rows = rows_for([100, 120, 110], [110, 110, 110], random=10.0)  # default rows of preset "new"
+    old = [{**r, "preset": "elr-decay", "auc": 60.0, "final": 60.0} for r in rows if r["arm"] == "default"]
+    path = tmp_path / "panel.csv"
+    write(path, rows + old)
+    table = panel.main(["--report-only", "--csv", str(path), "--reps", "200"])
+    auc = {t["arm"]: t for t in table if t["metric"] == "auc" and t["algo"] == "dqn"}
+    assert auc["default"]["n"] == 3 and auc["default"]["iqm"] == pytest.approx(1.0)  # the new default's runs only
+    assert auc["elr-decay"]["n"] == 3 and auc["elr-decay"]["iqm"] == pytest.approx(0.5)  # (60 - 10) / (110 - 10)
+    out = capsys.readouterr().out
+    assert "Default preset(s) measured: `new`." in out
+    assert "- dqn E `elr-decay`, auc: 0.50 [0.50, 0.50] (n=3)" in out
+    with open(path, newline="") as f:
+        assert {r["arm"] for r in csv.DictReader(f)} == {"sb3", "default"}  # the CSV is left as it is
+
+
+def test_a_seed_with_only_an_earlier_default_presets_run_runs_the_new_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(panel, "default_preset", lambda plastic: "new")
+    ran = []
+
+    def run(row, arm, seed, episodes=10):
+        ran.append((arm, seed))
+        return {"algo": row.algo, "env": row.env, "arm": arm, "preset": "new", "seed": seed, "auc": 1.0, "final": 1.0}
+
+    monkeypatch.setattr(panel, "run", run)
+    monkeypatch.setattr(panel, "random_return", lambda row: 0.0)
+    path = tmp_path / "panel.csv"
+    write(path, [{**r, "env": "CartPole-v1", "preset": "sb3" if r["arm"] == "sb3" else "elr-decay"} for r in rows_for([5.0], [5.0])])
+    argv = ["--rows", "dqn-cartpole", "--seeds", "0", "--csv", str(path), "--reps", "200"]
+    panel.main(argv)
+    assert ran == [("default", 0)]  # sb3's seed 0 is done; the elr-decay run is not the default's any more
+    panel.main(argv)
+    assert ran == [("default", 0)]  # now it is done
+    assert sorted((r["arm"], r["preset"]) for r in panel.read(path)) == [("default", "new"), ("elr-decay", "elr-decay"), ("sb3", "sb3")]

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = ["progress_bar=false", "eval_episodes=2", "diagnostics_freq=20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-RUN = "ppo_CartPole_elr-decay_seed0"  # the default preset (agents.config.DEFAULT_PRESET)
+RUN = "ppo_CartPole_norm-rewarm_seed0"  # the default preset (agents.config.DEFAULT_PRESET)
 GYMNASIUM = ["+env.kwargs.backend=gymnasium", "+env.eval_kwargs.backend=gymnasium"]  # picklable envs: exact resumes
 
 
@@ -114,7 +114,7 @@ def test_cartpole_run_writes_everything(tmp_path):
     run = tmp_path / "runs" / RUN
     assert f"outputs in {run}" in out.stdout
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
-    assert config["total_timesteps"] == 2048 and config["plasticity"]["preset"] == "elr-decay"
+    assert config["total_timesteps"] == 2048 and config["plasticity"]["preset"] == "norm-rewarm"
     tags = scalar_tags(run / "tb")
     assert {"plasticity/lr_factor", "plasticity/elr/mlp_extractor.policy_net.0", "eval/mean_reward"} <= tags
     ckpts = sorted((run / "checkpoints").glob("step_*.zip"))
@@ -190,7 +190,7 @@ def test_intervention_presets_train_from_the_cli(tmp_path):
 def test_atari_run_writes_events_and_a_loadable_checkpoint(tmp_path):
     out = train(tmp_path, "env=Atari", "total_timesteps=2048", "checkpoint_freq=1024", "eval_freq=0", *QUICK, timeout=600)
     assert out.returncode == 0, out.stderr
-    run = tmp_path / "runs" / "ppo_Atari_elr-decay_seed0"
+    run = tmp_path / "runs" / "ppo_Atari_norm-rewarm_seed0"
     assert "plasticity/elr/features_extractor.cnn.0" in scalar_tags(run / "tb")
     model = PlasticPPO.load(sorted((run / "checkpoints").glob("step_*.zip"))[0])
     assert model.observation_space.shape == (4, 84, 84) and model.env_id == "Pong-v5"
@@ -387,11 +387,12 @@ def test_a_nonstationary_run_is_diagnosable_without_flags(tmp_path):  # issue 10
     args = ["env=NonStationary", "env.kwargs.switch_every=512", "env.kwargs.n_tasks=2", "total_timesteps=1024",
             "checkpoint_freq=512", "eval_freq=0", *QUICK]  # fmt: skip
     assert train(tmp_path, *args).returncode == 0
-    run = tmp_path / "runs" / "ppo_NonStationary_elr-decay_seed0"
+    run = tmp_path / "runs" / "ppo_NonStationary_norm-rewarm_seed0"
     assert PlasticPPO.load(run / "checkpoints" / "step_0000000512.zip").env_id == "CartPole-v1"
-    # env.rewarm_on_switch=auto (the sequences' default): the default preset's decay restarts at the announced switch
+    # env.rewarm_on_switch=auto (the sequences' default): the default preset re-warms at each announced switch
     elr = PlasticPPO.load(run / "final_model.zip").plasticity.elrs["policy"]
-    assert 0 < elr.schedule.t < elr.steps and elr.steps == 1024 // 256 * 20
+    # switches at steps 512 and 1024 (back to task 0): two re-warms
+    assert elr.project == "on-rewarm" and elr.rewarms == 2 and elr.steps == 1024 // 256 * 20
     out = subprocess.run([sys.executable, "-m", "plastic_rl.diagnose", str(run), "--n-obs", "64"], env=ENV,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -403,11 +404,26 @@ def test_rewarm_on_switch_auto_leaves_a_self_restarting_schedule_alone(tmp_path)
             "checkpoint_freq=0", "eval_freq=0", *QUICK]  # fmt: skip
     assert train(tmp_path, *args).returncode == 0
     elr = PlasticPPO.load(tmp_path / "runs" / "ppo_NonStationary_elr_seed0" / "final_model.zip").plasticity.elrs["policy"]
-    assert elr.schedule.t == elr.steps  # cyclic: never restarted by the switch
+    assert elr.schedule.t == elr.steps and elr.rewarms == elr.steps // 10_000  # cyclic: never restarted by the switch
     bad = train(tmp_path, *args, "env.rewarm_on_switch=sometimes")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: env.rewarm_on_switch='sometimes' is not accepted; accepted: true, false, auto"
     )
+
+
+@pytest.mark.parametrize(
+    "schedule, project, rewarms",
+    [(None, "on-rewarm", True), ("decay", True, True), ("on-demand", True, True), ("cyclic", True, False),
+     ("cusum", "on-rewarm", False), (None, True, False), (None, False, False)],
+)  # fmt: skip
+def test_rewarm_on_switch_auto_rewarms_what_waits_to_be_told(schedule, project, rewarms):
+    from omegaconf import OmegaConf
+
+    from plastic_rl.train.build import rewarm_on_switch
+
+    cfg = OmegaConf.create({"env": {"rewarm_on_switch": "auto"}, "plasticity": {"schedule": schedule, "project": project}})
+    assert rewarm_on_switch(cfg) is rewarms
+    assert rewarm_on_switch(OmegaConf.merge(cfg, {"env": {"rewarm_on_switch": False}})) is False
 
 
 def test_a_nonstationary_run_can_intervene_at_each_task_switch(tmp_path):

@@ -140,7 +140,7 @@ class PlasticMixin(_AlgorithmBase):
             observation space then picks the alias. A ``plasticity`` with a ``norm`` normalizes a user's subclass of an
             SB3 policy (SB3's ``ActorCriticPolicy`` for PPO, ...) by mixing plastic_rl's normalization into it.
         :param env: SB3's ``env`` (an id, a gymnasium env or a VecEnv); None when ``policy`` is the environment.
-        :param plasticity: a preset name (default ``DEFAULT_PRESET``, ``"elr-decay"``; ``"none"``, ``"nap"``, ``"elr"``, ``"redo"``,
+        :param plasticity: a preset name (default ``DEFAULT_PRESET``, ``"norm-rewarm"``; ``"none"``, ``"nap"``, ``"elr"``, ``"redo"``,
             ...: ``PRESETS``), a ``PlasticityConfig``, a dict
             overriding fields of its ``"preset"`` (``resolve_plasticity``), or None (``"none"``: SB3's algorithm, still measured).
             A zip saved by SB3's own algorithm loads as ``"none"`` (its networks have no normalization).

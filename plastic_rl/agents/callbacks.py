@@ -264,7 +264,7 @@ class OnTaskSwitch(BaseCallback):
     Either way each switch is logged (``env/task_index``) and noted in ``self.switches``
     (``model.num_timesteps`` at the switch); ``self.rewarms`` and ``self.interventions`` list the ones
     acted on. An agent without ``model.plasticity`` (plain SB3) is refused at the start of training; an
-    agent whose plasticity has no re-warm schedule (presets ``none``, ``nap``) or no intervention gets a
+    agent whose plasticity has nothing to re-warm (presets ``none``, ``nap``) or no intervention gets a
     warning and that part is left out, so a sweep over presets runs with the same callback. The
     intervention runs between rollouts, never inside ``train()``.
     """
@@ -287,8 +287,8 @@ class OnTaskSwitch(BaseCallback):
         if rewarm is None:
             rewarm = bool(getattr(self.training_env.unwrapped, "rewarm_on_switch", True))
         config = plasticity.config
-        if rewarm and config.schedule is None:
-            warnings.warn(f"{name}: this agent's plasticity has no re-warm schedule; it is not re-warmed at task switches", stacklevel=2)
+        if rewarm and not config.can_rewarm:
+            warnings.warn(f"{name}: this agent's plasticity has nothing to re-warm; it is not re-warmed at task switches", stacklevel=2)
             rewarm = False
         intervene = self.intervene
         if intervene and config.intervention is None:

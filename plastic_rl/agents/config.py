@@ -31,9 +31,11 @@ class PlasticityConfig:
         the next layer can rescale anyway, and on SB3's small networks the extra parameter tensors cost
         more than the normalization itself (a PPO gradient step: +13% without them, +39% with;
         tools/bench_agents).
-    :param project: ``ELR`` projection: pin every scale-invariant layer (a Linear/Conv followed by the
-        normalization) to its initial norm, so its effective learning rate is set by the lr alone.
-        Needs ``norm``.
+    :param project: ``ELR`` projection: True pins every scale-invariant layer (a Linear/Conv followed by the
+        normalization) to its initial norm, so its effective learning rate is set by the lr alone;
+        ``"on-rewarm"`` lets the norm grow (the ELR decays as the user's lr was tuned for) and shrinks it
+        back, with the optimizer state and target networks, only at a re-warm (``model.plasticity.rewarm()``,
+        an announced task switch, a CUSUM alarm or cyclic restart); False never. Needs ``norm``.
     :param project_every: optimizer steps between projections.
     :param gains: ``"project"`` also projects each normalization gain vector to its initial norm;
         ``"none"`` leaves the gains to the optimizer.
@@ -70,7 +72,7 @@ class PlasticityConfig:
 
     norm: str | None = "layer"
     affine: bool = False
-    project: bool = True
+    project: bool | str = True
     project_every: int = 1
     gains: str = "project"
     schedule: str | None = "cyclic"
@@ -96,8 +98,10 @@ class PlasticityConfig:
             raise ValueError(f"gains={self.gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
         if self.schedule not in SCHEDULE_KINDS:
             raise ValueError(f"schedule={self.schedule!r} is not accepted; accepted: None, {', '.join(SCHEDULE_KINDS[1:])}")
+        if not (self.project is True or self.project is False or self.project == "on-rewarm"):
+            raise ValueError(f"project={self.project!r} is not accepted; accepted: True, False, 'on-rewarm'")
         if self.project and self.norm is None:
-            raise ValueError("project=True needs norm='layer' or 'rms': only normalized layers are scale-invariant")
+            raise ValueError(f"project={self.project!r} needs norm='layer' or 'rms': only normalized layers are scale-invariant")
         self.make_schedule()  # validates the schedule's numbers now, not at the first step
         if self.intervention not in INTERVENTIONS:
             raise ValueError(f"intervention={self.intervention!r} is not accepted; accepted: None, {', '.join(INTERVENTIONS[1:])}")
@@ -110,6 +114,11 @@ class PlasticityConfig:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be >= 0")
         if not (isinstance(self.reset_layers, str) and self.reset_layers.strip()):
             raise ValueError(f"reset_layers={self.reset_layers!r}: give 'heads', 'all' or comma-separated layer names")
+
+    @property
+    def can_rewarm(self) -> bool:
+        """Whether ``model.plasticity.rewarm()`` does anything: a schedule to restart or norms to shrink back."""
+        return self.schedule is not None or self.project == "on-rewarm"
 
     def make_schedule(self, decay_rate: float = 0.0) -> Schedule | None:
         """The schedule these fields describe; ``decay_rate``: ``"decay"``'s rate (``schedules.implicit_decay_rate``
@@ -137,6 +146,10 @@ PRESETS: dict[str, PlasticityConfig] = {
     # NaP with the ELR decay an unprojected normalized network would have, restarted at each re-warm
     # (model.plasticity.rewarm(), an announced task switch): safe on a stationary task (docs/elr_rule.md).
     "elr-decay": PlasticityConfig(schedule="decay"),
+    # Normalized, constant lr, no projection while the task holds (the ELR decays by the layers' own norm
+    # growth, as the user's lr was tuned for); a re-warm shrinks them back to their initial norm: the ELR
+    # returns to its starting value and the function is unchanged (docs/elr_rule.md).
+    "norm-rewarm": PlasticityConfig(project="on-rewarm", schedule=None),
     # The standard interventions on SB3's own networks (no normalization, constant lr): the baselines.
     "redo": PlasticityConfig(norm=None, project=False, schedule=None, intervention="redo", every=1000),
     "shrink-perturb": PlasticityConfig(norm=None, project=False, schedule=None, intervention="shrink-perturb", every=10_000),
@@ -145,9 +158,10 @@ PRESETS: dict[str, PlasticityConfig] = {
 
 
 # What PlasticX(env) and `python -m plastic_rl.train` use with no plasticity given: safe on a stationary
-# task at the user's own lr (the ELR decays as a normalized network's would), re-warmed at an announced
-# change (docs/elr_rule.md; measured in docs/bench_agents.md, "The stationary panel").
-DEFAULT_PRESET = "elr-decay"
+# task at the user's own lr (the normalized layers' ELR decays by their own norm growth; the head and
+# biases keep the user's lr), re-warmed at an announced change by shrinking the layers back to their
+# initial norm (docs/elr_rule.md; measured in docs/bench_agents.md, "The stationary panel").
+DEFAULT_PRESET = "norm-rewarm"
 
 
 def resolve_plasticity(plasticity: str | PlasticityConfig | Mapping[str, Any] | None) -> PlasticityConfig:

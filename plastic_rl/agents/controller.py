@@ -82,11 +82,12 @@ class PlasticityController:
                 net.module,
                 net.optimizer,
                 schedule=config.make_schedule(),
-                project=config.project and net.name not in unprojected,
+                project=False if net.name in unprojected else config.project,
                 project_every=config.project_every,
                 measure_every=config.measure_every,
                 gains=config.gains,
                 exclude=net.exclude,
+                mirrors=net.mirrors if config.project == "on-rewarm" else (),
             )
             if config.schedule == "decay":  # its rate needs the built network: the projected layers and the lr
                 self.elrs[net.name].schedule = config.make_schedule(decay_rate=decay_rate(self.elrs[net.name], net.optimizer))
@@ -131,9 +132,13 @@ class PlasticityController:
 
     # -- the public face: model.plasticity -----------------------------------------------------
     def rewarm(self) -> None:
-        """Restart every network's lr warm-up now (e.g. at a known task switch)."""
-        if self.config.schedule is None:
-            raise RuntimeError("this agent's plasticity has no re-warm schedule (schedule=None); use preset 'elr' or 'elr-cusum'")
+        """Re-warm every network now (e.g. at a known task switch): restart its lr warm-up, and with
+        ``project="on-rewarm"`` shrink its normalized layers back to their initial norms (``ELR.restore_norms``)."""
+        if not self.config.can_rewarm:
+            raise RuntimeError(
+                "this agent's plasticity has nothing to re-warm (schedule=None, project is not 'on-rewarm'); "
+                "use preset 'norm-rewarm', 'elr' or 'elr-cusum'"
+            )
         for elr in self.elrs.values():
             elr.rewarm()
 

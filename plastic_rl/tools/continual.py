@@ -53,7 +53,7 @@ import numpy as np
 from plastic_rl.tools._validate import parse_seeds
 
 CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x", "none-16x")
-ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay")
+ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "norm-rewarm")
 INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
 ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
 LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
@@ -143,8 +143,8 @@ def arm_overrides(arm: str, suite: Suite) -> list[str]:
         if not suite.sequence:
             raise ValueError("elr-on-switch needs task switches; the minatar suite has none")
         return ["plasticity=elr", "plasticity.schedule=on-demand", "env.rewarm_on_switch=true", *lr, *schedule]
-    if arm == "elr-decay":  # the safe default's rule: decays while a task holds, re-warmed at each announced switch
-        return ["plasticity=elr-decay", *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
+    if arm in ("elr-decay", "norm-rewarm"):  # the safe rules: decay while a task holds, re-warm at each announced switch
+        return [f"plasticity={arm}", *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
     if arm == "redo":
         return ["plasticity=redo", "plasticity.every=1000", *lr]
     if arm in ("shrink-perturb", "reset"):

@@ -20,6 +20,9 @@ arm's runs on that row; IQM over seeds with its 95% stratified-bootstrap CI (rli
 The targets (issue 20): every row's normalized-AUC IQM >= 0.95 with the CI reaching 1.0, and the panel's
 IQM over all rows' runs >= 1.0. ``--extra`` adds ablation runs (rows of the same columns whose ``arm`` is
 neither ``sb3`` nor ``default``; ``preset`` names what ran), reported beside on the same normalization.
+When the library's default preset changes, the CSV's ``default`` runs of the earlier one are read as an arm
+named after their preset (the file is left as it is): reported beside like ablations, and the new default
+is run for every seed.
 """
 
 from __future__ import annotations
@@ -117,6 +120,24 @@ def default_preset(plastic: str) -> str:
     return str(inspect.signature(getattr(agents, plastic).__init__).parameters["plasticity"].default)
 
 
+PLASTIC = {row.algo: row.plastic for row in ROWS.values()}  # algo -> its plastic class
+
+
+def relabel(rows: list[dict]) -> list[dict]:
+    """``default`` rows of a preset that is no longer their class's default become arm ``<preset>``.
+
+    The CSV keeps the runs of an earlier default under arm ``default``; read as they are, they would count as
+    done (the new default would never run) and be pooled with the new default's runs. Relabeled in memory,
+    they are reported beside, as ``--extra``'s ablations are.
+    """
+    current = {algo: default_preset(plastic) for algo, plastic in PLASTIC.items()}
+
+    def earlier(r: dict) -> bool:
+        return r["arm"] == "default" and r["algo"] in current and r["preset"] != current[r["algo"]]
+
+    return [{**r, "arm": r["preset"]} if earlier(r) else r for r in rows]
+
+
 def random_return(row: Row, episodes: int = 20, seed: int = 12_345) -> float:
     """Mean return of a uniformly random policy: the floor of the row's normalization."""
     env = row.make_env(row.env, 1, seed)
@@ -163,6 +184,7 @@ def run(row: Row, arm: str, seed: int, episodes: int = 10) -> dict:
 
 
 def read(path: Path) -> list[dict]:
+    """The CSV's complete rows, typed, ``default`` rows of an earlier default preset relabeled (``relabel``)."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
@@ -172,7 +194,7 @@ def read(path: Path) -> list[dict]:
                 rows.append({**r, "seed": int(r["seed"]), "auc": float(r["auc"]), "final": float(r["final"]), "random": float(r["random"])})
             except (TypeError, ValueError, KeyError):
                 continue  # a row cut short by a kill
-        return rows
+        return relabel(rows)
 
 
 def key(r: dict) -> tuple:
@@ -231,8 +253,11 @@ def summary(rows: list[dict], reps: int = 50_000) -> list[dict]:
 def markdown(rows: list[dict], table: list[dict]) -> str:
     """The docs table: per row, the default's normalized AUC and final return (IQM [CI], n), the verdicts."""
     presets = sorted({r["preset"] for r in rows if r["arm"] == "default"})
+    current = sorted({default_preset(PLASTIC[r["algo"]]) for r in rows if r["algo"] in PLASTIC})
+    measured = "measured" if presets else "(no runs yet)"
     lines = [
-        f"Default preset(s) measured: {', '.join(f'`{p}`' for p in presets)}. Normalized per row: (x - random) / (SB3's mean - random); "
+        f"Default preset(s) {measured}: {', '.join(f'`{p}`' for p in presets or current)}. "
+        "Normalized per row: (x - random) / (SB3's mean - random); "
         "IQM over seeds [95% stratified-bootstrap CI] (rliable); win / loss: the CI above / below 1.",
         "",
         "| algo | env | random | SB3 AUC (raw mean) | default AUC, normalized | AUC | default final, normalized | final | AUC target (IQM >= 0.95, CI reaches 1) |",
@@ -255,7 +280,7 @@ def markdown(rows: list[dict], table: list[dict]) -> str:
                      f"{verdict(final['low'], final['high'], final['n'])} | {met} |")  # fmt: skip
     extra = [a for a in table if a["arm"] not in ARMS and a["algo"] != "panel"]
     if extra:
-        lines += ["", "Ablations (`--extra` rows, normalized by the same SB3 mean and random policy):", ""]
+        lines += ["", "Ablations (`--extra` rows) and earlier default presets, normalized by the same SB3 mean and random policy:", ""]
         for a in extra:
             preset = next(r["preset"] for r in rows if (r["algo"], r["env"], r["arm"]) == (a["algo"], a["env"], a["arm"]))
             lines.append(

@@ -172,11 +172,13 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
 
 def rewarm_on_switch(cfg: DictConfig) -> bool:
     """``env.rewarm_on_switch``: true, false, or ``auto`` (the task sequences' default): re-warm at each
-    announced switch when the plasticity's schedule waits to be told of a change (``decay``, the default
-    preset's, and ``on-demand``); a cyclic or CUSUM schedule re-warms by itself."""
+    announced switch when the plasticity waits to be told of a change (``project="on-rewarm"`` without a
+    schedule, the default preset's; schedules ``decay`` and ``on-demand``); a cyclic or CUSUM schedule
+    re-warms by itself."""
     value = cfg.env.get("rewarm_on_switch")  # plan.check accepted it
     if value == "auto":
-        return cfg.plasticity.get("schedule") in ("decay", "on-demand")
+        schedule = cfg.plasticity.get("schedule")
+        return schedule in ("decay", "on-demand") or (schedule is None and cfg.plasticity.get("project") == "on-rewarm")
     return bool(value)
 
 

@@ -1,0 +1,57 @@
+"""Rescale a scale-invariant layer together with its optimizer state, so training goes on exactly.
+
+A layer followed by a normalization computes the same function at ``c * W`` as at ``W``, and its
+gradient there is ``g / c``. Shrinking ``W`` back to its initial norm (the re-warm of preset
+``norm-rewarm``) therefore raises its effective learning rate without changing what the network
+computes. The optimizer's state is kept in gradient units (Adam's moments, SGD's momentum), so it
+is rescaled with the weights: the first moment by ``1/c``, the second by ``1/c^2``. Then the next
+step is the step the optimizer would have taken had the run been at the new scale all along (Adam's
+update is unchanged; SGD's is ``1/c`` larger, as its gradient is); without it, Adam's slow second
+moment would make the steps after a shrink up to ``1/c`` times larger again until it caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+# State tensor -> the power of the scale factor it carries (a gradient carries -1). Keys not listed
+# (``step``, NAdam's ``mu_product``, RMSprop's ``momentum_buffer`` of gradient / RMS ratios) are scale-free.
+STATE_POWERS: dict[type[torch.optim.Optimizer], dict[str, int]] = {
+    torch.optim.Adam: {"exp_avg": -1, "exp_avg_sq": -2, "max_exp_avg_sq": -2},
+    torch.optim.AdamW: {"exp_avg": -1, "exp_avg_sq": -2, "max_exp_avg_sq": -2},
+    torch.optim.NAdam: {"exp_avg": -1, "exp_avg_sq": -2},
+    torch.optim.RAdam: {"exp_avg": -1, "exp_avg_sq": -2},
+    torch.optim.Adamax: {"exp_avg": -1, "exp_inf": -1},
+    torch.optim.RMSprop: {"square_avg": -2, "grad_avg": -1},
+    torch.optim.Adagrad: {"sum": -2},
+    torch.optim.SGD: {"momentum_buffer": -1},
+}
+
+
+def state_powers(optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """The powers of ``STATE_POWERS`` for ``optimizer`` (its class or the nearest listed base class).
+
+    ValueError, naming the class and the accepted ones, for an optimizer whose state units are unknown:
+    rescaling its weights but not its state would change its next steps in a way nobody chose.
+    """
+    for cls in type(optimizer).__mro__:
+        if cls in STATE_POWERS:
+            return STATE_POWERS[cls]
+    accepted = ", ".join(c.__name__ for c in STATE_POWERS)
+    raise ValueError(f"cannot rescale the state of optimizer {type(optimizer).__name__}; accepted: {accepted} (and their subclasses)")
+
+
+@torch.no_grad()
+def rescale_state(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], factor: float) -> None:
+    """Rescale the optimizer state of ``params`` for weights multiplied by ``factor`` (the weights are the caller's)."""
+    powers = state_powers(optimizer)
+    for param in params:
+        state = optimizer.state.get(param)
+        if not state:
+            continue  # no step yet: nothing to rescale
+        for key, power in powers.items():
+            value = state.get(key)
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                value.mul_(factor**power)
