@@ -35,6 +35,7 @@ and the re-warm schedules (``schedules``); their public names are re-exported he
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,7 +45,7 @@ from torch import nn
 from plastic_rl.flat_params import FlatParams, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
 from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
-from plastic_rl.rescale import rescale_state, state_powers
+from plastic_rl.rescale import rescale_state, state_powers, unknown_state_warning
 from plastic_rl.schedules import (
     CusumRewarm,
     CyclicRewarm,
@@ -140,8 +141,8 @@ class ELR:
 
         # on-rewarm rescales only what is scale-invariant: a gain sets the scale of what the next layer sees
         blocks, chosen, gain_groups = select(model, exclude, include, bool(self.project), self.gains if self.project is True else "none")
-        if self.project == "on-rewarm":
-            state_powers(optimizer)  # an optimizer whose state cannot follow the weights: refused now, not at the re-warm
+        if self.project == "on-rewarm" and state_powers(optimizer) is None:
+            warnings.warn(unknown_state_warning(optimizer), UserWarning, stacklevel=2)
         self._mirrors = self._mirror_groups(model, [b.name for b in chosen], list(mirrors))
         self._restarts = 0  # the schedule's own restarts seen so far (project="on-rewarm" follows them)
         self.rewarms = 0  # re-warms so far: rewarm() calls and the schedule's own restarts

@@ -30,27 +30,35 @@ STATE_POWERS: dict[type[torch.optim.Optimizer], dict[str, int]] = {
 }
 
 
-def state_powers(optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    """The powers of ``STATE_POWERS`` for ``optimizer`` (its class or the nearest listed base class).
-
-    ValueError, naming the class and the accepted ones, for an optimizer whose state units are unknown:
-    rescaling its weights but not its state would change its next steps in a way nobody chose.
-    """
+def state_powers(optimizer: torch.optim.Optimizer) -> dict[str, int] | None:
+    """The powers of ``STATE_POWERS`` for ``optimizer`` (its class or the nearest listed base class), or
+    None for an optimizer whose state units are unknown (``rescale_state`` then restarts its state)."""
     for cls in type(optimizer).__mro__:
         if cls in STATE_POWERS:
             return STATE_POWERS[cls]
+    return None
+
+
+def unknown_state_warning(optimizer: torch.optim.Optimizer) -> str:
     accepted = ", ".join(c.__name__ for c in STATE_POWERS)
-    raise ValueError(f"cannot rescale the state of optimizer {type(optimizer).__name__}; accepted: {accepted} (and their subclasses)")
+    return (
+        f"optimizer {type(optimizer).__name__}: the units of its state are unknown, so a re-warm restarts the state of the "
+        f"layers it rescales (as for a new optimizer) instead of rescaling it; rescaled exactly: {accepted} and their subclasses"
+    )
 
 
 @torch.no_grad()
 def rescale_state(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], factor: float) -> None:
-    """Rescale the optimizer state of ``params`` for weights multiplied by ``factor`` (the weights are the caller's)."""
+    """Rescale the optimizer state of ``params`` for weights multiplied by ``factor`` (the weights are the caller's);
+    an optimizer of unknown state units has the state of ``params`` dropped: it restarts it like a new one."""
     powers = state_powers(optimizer)
     for param in params:
         state = optimizer.state.get(param)
         if not state:
             continue  # no step yet: nothing to rescale
+        if powers is None:
+            del optimizer.state[param]
+            continue
         for key, power in powers.items():
             value = state.get(key)
             if isinstance(value, torch.Tensor) and value.shape == param.shape:

@@ -141,18 +141,32 @@ def test_on_rewarm_leaves_gains_to_the_optimizer():
     assert elr.projected_names  # the hidden layers still are
 
 
-def test_bad_project_and_unknown_optimizer_state_are_refused():
+def test_bad_project_is_refused_and_an_unknown_optimizers_state_restarts():
     net = make_net()
     with pytest.raises(ValueError, match=r"project='sometimes' is not accepted; accepted: True, False, 'on-rewarm'"):
         ELR(net, torch.optim.Adam(net.parameters()), project="sometimes")
 
-    class Mine(torch.optim.Optimizer):
+    class Mine(torch.optim.Optimizer):  # none of the optimizers rescale.STATE_POWERS knows
         def __init__(self, params):
-            super().__init__(params, {"lr": 0.1})
+            super().__init__(params, {"lr": 0.01})
 
-    with pytest.raises(ValueError, match="cannot rescale the state of optimizer Mine; accepted: Adam"):
-        ELR(net, Mine(net.parameters()), project="on-rewarm")
-    ELR(net, Mine(net.parameters()), project=True)  # projecting every step never touches the state
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    state["avg"] = state.get("avg", torch.zeros_like(p)) * 0.9 + p.grad
+                    p.sub_(group["lr"] * state["avg"])
+
+    with pytest.warns(UserWarning, match="optimizer Mine: the units of its state are unknown, so a re-warm restarts"):
+        elr = ELR(net, opt := Mine(net.parameters()), project="on-rewarm")
+    train(net, opt, elr, steps=3)
+    factors = elr.restore_norms()
+    modules = dict(net.named_modules())
+    for layer in factors:
+        assert all(p not in opt.state for p in modules[layer].parameters())  # restarted
+    assert net[-1].weight in opt.state  # the head was not rescaled: its state stays
+    train(net, opt, elr, steps=1)  # and it trains on
 
     class MyAdam(torch.optim.Adam):
         pass

@@ -26,7 +26,7 @@ def test_bench_core_measures_both_models(capsys):
     rows = bench_core.main(["--steps", "3"])
     assert [r["model"] for r in rows] == ["mlp", "cnn"]
     for row in rows:
-        assert row["adam_us"] > 0 and row["elr_us"] > 0 and row["elr/10_us"] > 0 and row["elr/log_us"] > 0
+        assert row["adam_us"] > 0 and row["elr_us"] > 0 and row["elr/10_us"] > 0 and row["elr/log_us"] > 0 and row["default/log_us"] > 0
     assert rows[0]["params"] == 9_667  # SB3's CartPole PPO MLP (64x64 x2, heads) plus the inserted norms
     assert "ELR adds" in (out := capsys.readouterr().out) and "ELR/log adds" in out
 

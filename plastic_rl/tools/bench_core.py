@@ -17,7 +17,8 @@ recipe (measure every layer and project every step, gains projected, a cyclic re
 Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
 enough for logging and skips the per-step snapshot. Arm ``elr/log``: what the agents run: project every
 step, measure only when asked (``measure_every=0``; the agents ask once per write of their logger, so
-over a few thousand steps, never).
+over a few thousand steps, never). Arm ``default/log``: what the default preset (``norm-rewarm``) runs:
+no projection between re-warms, no schedule, measured only when asked.
 """
 
 from __future__ import annotations
@@ -49,16 +50,23 @@ def sb3_policy(kind: str) -> torch.nn.Module:
     return insert_norm(policy)
 
 
-ARMS = {"adam": None, "elr": 1, "elr/10": 10, "elr/log": 0}  # arm -> ELR measure_every (None: no ELR; 0: when asked)
+# arm -> ELR keywords over the recipe's (None: no ELR; measure_every 0: when asked)
+ARMS: dict[str, dict | None] = {
+    "adam": None,
+    "elr": {"measure_every": 1},
+    "elr/10": {"measure_every": 10},
+    "elr/log": {"measure_every": 0},
+    "default/log": {"measure_every": 0, "project": "on-rewarm", "schedule": None},
+}
 
 
-def make_arm(policy: torch.nn.Module, measure_every: int | None):
+def make_arm(policy: torch.nn.Module, spec: dict | None):
     policy = copy.deepcopy(policy)
     # SB3's PPO optimizer: Adam with eps=1e-5 over all policy parameters.
     optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
     elr = None
-    if measure_every is not None:
-        elr = ELR(policy, optimizer, schedule=CyclicRewarm(period=10_000), measure_every=measure_every)
+    if spec is not None:
+        elr = ELR(policy, optimizer, **{"schedule": CyclicRewarm(period=10_000), **spec})
     generator = torch.Generator().manual_seed(0)
     for p in policy.parameters():
         p.grad = torch.randn(p.shape, generator=generator) * 1e-2
@@ -73,7 +81,7 @@ def make_arm(policy: torch.nn.Module, measure_every: int | None):
 
 def bench(kind: str, steps: int) -> dict[str, float]:
     policy = sb3_policy(kind)
-    arms = {name: make_arm(policy, every) for name, every in ARMS.items()}
+    arms = {name: make_arm(policy, spec) for name, spec in ARMS.items()}
     for step in arms.values():  # warm-up: allocator, Adam state
         for _ in range(5):
             step()
@@ -172,14 +180,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         f"median step time of each arm, arms interleaved step by step"
     )
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12} "
-          f"{'+ELR/log (us)':>14} {'ELR/log adds':>13}")  # fmt: skip
+          f"{'+ELR/log (us)':>14} {'ELR/log adds':>13} {'default (us)':>13} {'default adds':>13}")  # fmt: skip
     rows = []
     for kind in args.models:
         row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
         rows.append(row)
         print(
             f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
-            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%} {row['elr/log_us']:>14.1f} {row['elr/log_adds']:>13.1%}"
+            f"{row['elr/10_us']:>13.1f} {row['elr/10_adds']:>12.1%} {row['elr/log_us']:>14.1f} {row['elr/log_adds']:>13.1%} "
+            f"{row['default/log_us']:>13.1f} {row['default/log_adds']:>13.1%}"
         )
     return rows
 
