@@ -204,6 +204,19 @@ def test_state_dict_round_trip_keeps_the_mode_and_the_restart_count():
     assert again._restarts == cyc.schedule.restarts() == 2  # a reload is not a restart
 
 
+def test_between_rewarms_the_default_trains_the_unprojected_normalized_network():
+    """What docs/elr_rule.md's traces and the panel's ablation rely on: same seed, same parameters."""
+    from plastic_rl.agents import PlasticDQN
+
+    from helpers import same_parameters
+
+    kwargs = dict(learning_starts=100, learning_rate=3e-3, seed=0, buffer_size=2000)
+    default = PlasticDQN("CartPole-v1", **kwargs).learn(600)
+    unprojected = PlasticDQN("CartPole-v1", plasticity={"preset": "nap", "project": False}, **kwargs).learn(600)
+    assert same_parameters(default, unprojected)
+    assert not same_parameters(default, PlasticDQN("CartPole-v1", plasticity="nap", **kwargs).learn(600))  # projection would differ
+
+
 def test_the_default_agent_rewarms_by_shrinking_with_its_target_network():
     """PlasticDQN's default: norms grow while training; model.plasticity.rewarm() shrinks q_net and
     q_net_target by the same factors, and the Q-values do not change."""

@@ -33,6 +33,9 @@ ARMS = {
     "elr-decay": "elr-decay",
 }
 FIELDS = ["row", "arm", "seed", "step", "updates", "elr", "lr_factor"]
+# Legend text where an arm is more than its name: between re-warms the default preset (norm-rewarm) trains
+# exactly the unprojected normalized network (tests/test_norm_rewarm.py checks the parameters match).
+LEGEND = {"normalized, not projected": "normalized, not projected = norm-rewarm (the default)"}
 
 
 def trace(row_name: str, arm: str, seed: int, timesteps: int | None = None) -> list[dict]:
@@ -76,7 +79,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["row"] for r in rows))
-    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 5.0), squeeze=False)
     for ax, name in zip(axes[0], names):
         for arm, color in zip(ARMS, ("black", "tab:orange", "tab:blue", "tab:green")):
             runs = [[r for r in rows if r["row"] == name and r["arm"] == arm and r["seed"] == s]
@@ -87,18 +90,18 @@ def plot(rows: list[dict], path: Path) -> None:
             length = min(len(run) for run in runs)
             x = np.array([run[i]["updates"] for i in range(length) for run in runs[:1]], dtype=float)
             y = np.array([[run[i]["elr"] for i in range(length)] for run in runs])
-            ax.plot(x, np.median(y, axis=0), color=color, label=f"{arm} ({len(runs)} seeds)")
+            ax.plot(x, np.median(y, axis=0), color=color, label=f"{LEGEND.get(arm, arm)} ({len(runs)} seeds)")
             ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=color, alpha=0.2, linewidth=0)
         ax.set_yscale("log")
         ax.set_xlabel("optimizer steps")
         ax.set_ylabel("ELR of the network (update norm / parameter norm)")
         ax.set_title(name + " (rl-zoo3 settings)")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     fig.suptitle("median over seeds, band: min-max\nblack: SB3's network, whose decay its lr was tuned with", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
