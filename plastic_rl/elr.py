@@ -45,7 +45,7 @@ from torch import nn
 from plastic_rl.flat_params import FlatParams, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
 from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
-from plastic_rl.rescale import rescale_state, state_powers, unknown_state_warning
+from plastic_rl.rescale import follow, mirror_groups, state_powers, unknown_state_warning
 from plastic_rl.schedules import (
     CusumRewarm,
     CyclicRewarm,
@@ -58,20 +58,9 @@ from plastic_rl.schedules import (
 )
 
 __all__ = [
-    "ELR",
-    "projected_parameters",
-    "scale_invariant_layers",
-    "Schedule",
-    "CyclicRewarm",
-    "CusumRewarm",
-    "OnDemandRewarm",
-    "ImplicitDecay",
-    "implicit_decay_rate",
-    "warmup_cosine",
-    "make_schedule",
-    "GAIN_MODES",
-    "PROJECT_MODES",
-]
+    "ELR", "projected_parameters", "scale_invariant_layers", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm",
+    "ImplicitDecay", "implicit_decay_rate", "warmup_cosine", "make_schedule", "GAIN_MODES", "PROJECT_MODES",
+]  # fmt: skip
 
 # ``project=``: every step (True), never (False), or only at a re-warm ("on-rewarm").
 PROJECT_MODES = (True, False, "on-rewarm")
@@ -143,7 +132,7 @@ class ELR:
         blocks, chosen, gain_groups = select(model, exclude, include, bool(self.project), self.gains if self.project is True else "none")
         if self.project == "on-rewarm" and state_powers(optimizer) is None:
             warnings.warn(unknown_state_warning(optimizer), UserWarning, stacklevel=2)
-        self._mirrors = self._mirror_groups(model, [b.name for b in chosen], list(mirrors))
+        self._mirrors = mirror_groups(model, [b.name for b in chosen], list(mirrors))
         self._restarts = 0  # the schedule's own restarts seen so far (project="on-rewarm" follows them)
         self.rewarms = 0  # re-warms so far: rewarm() calls and the schedule's own restarts
         names = [b.name for b in blocks]
@@ -298,33 +287,10 @@ class ELR:
         self._sync()
         current = self._norms(self._flat.views[self._first_projected :])
         factors = self._project(current).tolist()
-        groups = self._flat.current()[self._first_projected :]
-        for params, factor in zip(groups, factors):
-            rescale_state(self.optimizer, params, factor)
-        with torch.no_grad():
-            for mirror in self._mirrors:
-                for params, factor in zip(mirror, factors):
-                    torch._foreach_mul_(params, factor)
+        follow(self.optimizer, self._flat.current()[self._first_projected :], self._mirrors, factors)
         self._at_init_norms = True
         self._projected_versions = self._versions()
         return dict(zip(self._projected_names, factors))
-
-    @staticmethod
-    def _mirror_groups(model: nn.Module, names: list[str], mirrors: list[nn.Module]) -> list[list[list[torch.Tensor]]]:
-        """Per mirror, the parameters of each projected layer, by name; ValueError if a mirror lacks one."""
-        out = []
-        own = dict(model.named_modules())
-        for mirror in mirrors:
-            modules = dict(mirror.named_modules())
-            groups = []
-            for name in names:
-                theirs, mine = modules.get(name), own[name]
-                shapes = [p.shape for p in mine.parameters(recurse=False)]
-                if theirs is None or [p.shape for p in theirs.parameters(recurse=False)] != shapes:
-                    raise ValueError(f"mirror {type(mirror).__name__} has no layer {name!r} shaped like the model's (parameters {shapes})")
-                groups.append(list(theirs.parameters(recurse=False)))
-            out.append(groups)
-        return out
 
     def _check_finite(self, norms: list[float], when: str) -> None:
         for name, value in zip(self._projected_names, norms):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 # State tensor -> the power of the scale factor it carries (a gradient carries -1). Keys not listed
 # (``step``, NAdam's ``mu_product``, RMSprop's ``momentum_buffer`` of gradient / RMS ratios) are scale-free.
@@ -63,3 +64,35 @@ def rescale_state(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tenso
             value = state.get(key)
             if isinstance(value, torch.Tensor) and value.shape == param.shape:
                 value.mul_(factor**power)
+
+
+@torch.no_grad()
+def follow(
+    optimizer: torch.optim.Optimizer,
+    groups: Sequence[Sequence[torch.Tensor]],
+    mirrors: Sequence[Sequence[Sequence[torch.Tensor]]],
+    factors: Sequence[float],
+) -> None:
+    """After layer ``i`` (the parameters ``groups[i]``) was multiplied by ``factors[i]``: rescale its optimizer state
+    (``rescale_state``) and multiply the same layer of every mirror (``mirror_groups``) by the same factor."""
+    for params, factor in zip(groups, factors):
+        rescale_state(optimizer, params, factor)
+    for mirror in mirrors:
+        for params, factor in zip(mirror, factors):
+            torch._foreach_mul_(list(params), factor)
+
+
+def mirror_groups(model: nn.Module, names: Sequence[str], mirrors: Sequence[nn.Module]) -> list[list[list[torch.Tensor]]]:
+    """Per mirror (a target network), the parameters of each named layer of ``model``; ValueError if a mirror lacks one."""
+    own = dict(model.named_modules())
+    out = []
+    for mirror in mirrors:
+        modules = dict(mirror.named_modules())
+        groups = []
+        for name in names:
+            theirs, shapes = modules.get(name), [p.shape for p in own[name].parameters(recurse=False)]
+            if theirs is None or [p.shape for p in theirs.parameters(recurse=False)] != shapes:
+                raise ValueError(f"mirror {type(mirror).__name__} has no layer {name!r} shaped like the model's (parameters {shapes})")
+            groups.append(list(theirs.parameters(recurse=False)))
+        out.append(groups)
+    return out

@@ -402,7 +402,7 @@ def test_rewarm_on_switch_with_plastic_ppo():
     model.learn(128, callback=quiet, reset_num_timesteps=False)  # one rollout: 32 steps x 4 envs
     assert quiet.switches == [320, 384] and quiet.rewarms == [] and len(calls) == 4
     baseline = PlasticPPO("MlpPolicy", seq, n_steps=32, batch_size=64, n_epochs=1, seed=0, plasticity="none")
-    with pytest.warns(UserWarning, match="no re-warm schedule"):
+    with pytest.warns(UserWarning, match="nothing to re-warm"):
         baseline.learn(64, callback=RewarmOnSwitch(enabled=True))
     with pytest.raises(TypeError, match="plastic_rl agent"):
         PPO("MlpPolicy", seq, n_steps=32, batch_size=64).learn(64, callback=RewarmOnSwitch())
