@@ -116,10 +116,12 @@ def test_the_decay_models_a_normalized_networks_norm_growth():
 
 
 def test_the_docs_example_runs():
-    """docs/elr_rule.md's example of ImplicitDecay on a plain PyTorch model (its asserts are the known answers)."""
+    """docs/elr_rule.md's examples (norm-rewarm, ImplicitDecay) on a plain PyTorch model (their asserts are the known answers)."""
     import re
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "elr_rule.md").read_text()
-    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
-    exec(compile(block, "docs/elr_rule.md", "exec"), {})
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2  # norm-rewarm's and elr-decay's
+    for block in blocks:
+        exec(compile(block, "docs/elr_rule.md", "exec"), {})
