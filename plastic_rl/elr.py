@@ -99,7 +99,7 @@ class ELR:
         optimizer: torch.optim.Optimizer,
         *,
         schedule: Schedule | None = None,
-        project: bool = True,
+        project: bool | str = True,
         project_every: int = 1,
         measure_every: int = 1,
         exclude: Iterable[str] = (),
