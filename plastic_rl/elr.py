@@ -8,8 +8,9 @@ about ||u_t|| / ||W||: the effective learning rate. Plain training lets ||W|| gr
 - measures, for every Linear/Conv, ``elr = ||u_t||_F / ||W_{t-1}||_F`` with u_t the change made by
   ``optimizer.step()`` itself (before any projection), ``W_{t-1}`` the parameters just before it;
 - projects every scale-invariant layer back to its initial norm, so its ELR is set by the lr alone
-  (``project=True``), or only at a re-warm (``project="on-rewarm"``: the ELR decays as the layer's
-  norm grows while the data holds, and a re-warm shrinks it back, with the optimizer state: ``rescale``);
+  (``project=True``); or lets the ELR decay as the norm grows while the data holds and shrinks the layer
+  back, with the optimizer state (``rescale``), at a re-warm (``"on-rewarm"``), projecting every step after
+  the first one (``"from-rewarm"``: a change seen once, the data is taken to keep changing);
 - multiplies the optimizer's learning rate by a re-warm ``Schedule``'s factor during each step.
 
 Which layers are projected: a Linear/Conv directly followed by a normalization inside an
@@ -27,9 +28,8 @@ Usage::
     elr = ELR(net, optimizer, schedule=CyclicRewarm(period=10_000))
     loss.backward(); optimizer.step(); elr.step(loss=loss.item())
 
-This module is the per-step driver. What it drives lives in one module per job, each usable alone:
-the flat parameter buffer (``flat_params``), the rule for which layers are projected (``projection``)
-and the re-warm schedules (``schedules``); their public names are re-exported here.
+This module is the per-step driver of one module per job, each usable alone: ``flat_params`` (the buffer),
+``projection`` (which layers), ``schedules`` (the re-warms; re-exported here) and ``rescale``.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ __all__ = [
     "ImplicitDecay", "implicit_decay_rate", "warmup_cosine", "make_schedule", "GAIN_MODES", "PROJECT_MODES",
 ]  # fmt: skip
 
-# ``project=``: every step (True), never (False), or only at a re-warm ("on-rewarm").
-PROJECT_MODES = (True, False, "on-rewarm")
+# ``project=``: every step (True), never (False), at a re-warm ("on-rewarm"), every step from the first re-warm on.
+PROJECT_MODES = (True, False, "on-rewarm", "from-rewarm")
+SHRINK_MODES = ("on-rewarm", "from-rewarm")
 
 
 class ELR:
@@ -80,8 +81,8 @@ class ELR:
     :param project: True: rescale the projected layers to their initial norms after every ``project_every``-th step;
         ``"on-rewarm"``: only at a re-warm (``rewarm()``, a CUSUM alarm, a cyclic restart), together with their
         optimizer state and the ``mirrors``, so the function is unchanged and the ELR returns to its initial value
-        (gains are then left to the optimizer: rescaling one would change the function); False: measure only
-        (the schedule still applies)
+        (gains are then left to the optimizer: rescaling one would change the function); ``"from-rewarm"``: as
+        ``"on-rewarm"`` until the first re-warm, as True after it; False: measure only (the schedule still applies)
     :param project_every: project after every k-th ``step()`` call (>= 1)
     :param measure_every: measure every k-th optimizer step (0: only the steps after ``measure_next()``), for callers
         that log less often than they step; projection and the schedule do not depend on it
@@ -89,8 +90,8 @@ class ELR:
     :param include: exact names of the layers to project, instead of every scale-invariant layer (None: that default)
     :param gains: ``"project"``: also project each projected layer's normalization gain to its initial norm;
         ``"none"``: leave gains to the optimizer
-    :param mirrors: networks with the same layer names (a target network) whose projected layers a re-warm of
-        ``project="on-rewarm"`` rescales by the same factors, so a soft or hard target update mixes like with like
+    :param mirrors: networks with the same layer names (a target network) whose projected layers a shrink back (a re-warm
+        of ``project="on-rewarm"``/``"from-rewarm"``) rescales by the same factors, so a target update mixes like with like
     """
 
     def __init__(
@@ -107,8 +108,8 @@ class ELR:
         gains: str = "project",
         mirrors: Iterable[nn.Module] = (),
     ):
-        if not (project is True or project is False or project == "on-rewarm"):
-            raise ValueError(f"project={project!r} is not accepted; accepted: True, False, 'on-rewarm'")
+        if not any(project is mode if isinstance(mode, bool) else project == mode for mode in PROJECT_MODES):
+            raise ValueError(f"project={project!r} is not accepted; accepted: {', '.join(map(repr, PROJECT_MODES))}")
         if not (isinstance(project_every, int) and project_every >= 1):
             raise ValueError(f"project_every={project_every!r} must be an int >= 1")
         if not (isinstance(measure_every, int) and measure_every >= 0):
@@ -121,6 +122,7 @@ class ELR:
         self.optimizer = optimizer
         self.schedule = schedule
         self.project: bool | str = project
+        self.projecting = project is True  # projects every project_every-th step now ("from-rewarm": once re-warmed)
         self.project_every = project_every
         self.measure_every = measure_every
         self._measure_requested = False
@@ -130,7 +132,7 @@ class ELR:
 
         # on-rewarm rescales only what is scale-invariant: a gain sets the scale of what the next layer sees
         blocks, chosen, gain_groups = select(model, exclude, include, bool(self.project), self.gains if self.project is True else "none")
-        if self.project == "on-rewarm" and state_powers(optimizer) is None:
+        if self.project in SHRINK_MODES and state_powers(optimizer) is None:
             warnings.warn(unknown_state_warning(optimizer), UserWarning, stacklevel=2)
         self._mirrors = mirror_groups(model, [b.name for b in chosen], list(mirrors))
         self._restarts = 0  # the schedule's own restarts seen so far (project="on-rewarm" follows them)
@@ -216,7 +218,7 @@ class ELR:
         self._synced = False
         self.steps += 1
         measured, flat = self._n_measured, self._flat
-        project = self.project is True and self.steps % self.project_every == 0
+        project = self.projecting and self.steps % self.project_every == 0
         views = []
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
@@ -241,7 +243,7 @@ class ELR:
             restarts = self.schedule.restarts()
             if restarts > self._restarts:  # a CUSUM alarm, a cyclic restart
                 self.rewarms += restarts - self._restarts
-                if self.project == "on-rewarm":  # shrink back with it
+                if self.project in SHRINK_MODES:  # shrink back with it
                     self.restore_norms()
             self._restarts = restarts
 
@@ -282,7 +284,7 @@ class ELR:
         The re-warm of ``project="on-rewarm"``: a scale-invariant layer computes the same function at any norm,
         so this changes nothing the network computes, and returns each layer's ELR to its value at
         initialization (``rescale``: the optimizer's next step is the one it would take at that scale).
-        Returns ``{layer: factor}``.
+        Returns ``{layer: factor}``. With ``project="from-rewarm"`` every later step projects.
         """
         self._sync()
         current = self._norms(self._flat.views[self._first_projected :])
@@ -290,6 +292,7 @@ class ELR:
         follow(self.optimizer, self._flat.current()[self._first_projected :], self._mirrors, factors)
         self._at_init_norms = True
         self._projected_versions = self._versions()
+        self.projecting = self.projecting or self.project == "from-rewarm"
         return dict(zip(self._projected_names, factors))
 
     def _check_finite(self, norms: list[float], when: str) -> None:
@@ -309,10 +312,10 @@ class ELR:
 
     def rewarm(self) -> None:
         """Re-warm now (e.g. at a known task switch): restart the schedule's warm-up, and with
-        ``project="on-rewarm"`` shrink the projected layers back to their initial norms (``restore_norms``)."""
-        if self.schedule is None and self.project != "on-rewarm":
-            raise RuntimeError("ELR has nothing to re-warm; pass schedule=CyclicRewarm(...) or CusumRewarm(...), or project='on-rewarm'")
-        if self.project == "on-rewarm":
+        ``project="on-rewarm"``/``"from-rewarm"`` shrink the projected layers back to their initial norms (``restore_norms``)."""
+        if self.schedule is None and self.project not in SHRINK_MODES:
+            raise RuntimeError(f"ELR has nothing to re-warm (schedule=None, project={self.project!r}); pass a Schedule")
+        if self.project in SHRINK_MODES:
             self.restore_norms()
         if self.schedule is not None:
             self.schedule.rewarm()
@@ -361,6 +364,7 @@ class ELR:
             "rewarms": self.rewarms,
             "init_norms": dict(zip(self._projected_names, self.init_norms.tolist())),
             "project": self.project,
+            "projecting": self.projecting,
             "project_every": self.project_every,
             "measure_every": self.measure_every,
             "gains": self.gains,
@@ -378,7 +382,8 @@ class ELR:
         self.init_norms = torch.tensor([float(norms[n]) for n in self._projected_names], device=self.init_norms.device)
         self.steps = int(state["steps"])
         self.rewarms = int(state.get("rewarms", 0))  # states saved before it was counted: 0
-        self.project = state["project"] if state["project"] == "on-rewarm" else bool(state["project"])
+        self.project = state["project"] if state["project"] in SHRINK_MODES else bool(state["project"])
+        self.projecting = bool(state.get("projecting", self.project is True))  # states saved before it: never re-warmed
         self.project_every = int(state["project_every"])
         self.measure_every = int(state.get("measure_every", 1))
         if state["gains"] != self.gains:

@@ -20,6 +20,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 
 from plastic_rl import PlasticA2C, PlasticDQN, PlasticPPO, PlasticQRDQN, PlasticSAC, PlasticTD3, PlasticTQC
 from plastic_rl.agents import PRESETS
+from plastic_rl.elr import SHRINK_MODES
 
 
 def same_parameters(a, b) -> bool:
@@ -30,12 +31,15 @@ def same_parameters(a, b) -> bool:
 
 def projected_at_init(model) -> None:
     """Every layer an agent projects sits at its initial norm: after every step with ``project=True``; with
-    ``project="on-rewarm"`` the norms have moved while training, and a re-warm (done here) brings them back."""
+    ``project="on-rewarm"`` (or ``"from-rewarm"`` before its first re-warm) the norms have moved while training, and
+    a shrink back (done here) brings them back."""
     for elr in model.plasticity.elrs.values():
-        if elr.project == "on-rewarm":
+        if elr.project in SHRINK_MODES and not elr.projecting:
             norms = elr._norms(elr._flat.views[elr._first_projected : elr._n_measured])
             initial = elr.init_norms[: elr._n_measured - elr._first_projected]
-            assert elr.steps == 0 or not torch.allclose(norms, initial, rtol=1e-7, atol=0), "on-rewarm projected while training"
+            assert elr.steps == 0 or not torch.allclose(norms, initial, rtol=1e-7, atol=0), (
+                f"project={elr.project!r} projected while training"
+            )
             elr.restore_norms()
         norms = dict(zip(elr._flat.names, elr._norms(elr._flat.views).tolist()))
         for name, init in zip(elr.projected_names, elr.init_norms.tolist()):

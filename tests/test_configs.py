@@ -22,7 +22,7 @@ def test_the_default_preset_is_one_everywhere():
     from plastic_rl import agents
     from plastic_rl.agents.config import DEFAULT_PRESET
 
-    assert DEFAULT_PRESET == "norm-rewarm" and PRESETS[DEFAULT_PRESET].project == "on-rewarm"
+    assert DEFAULT_PRESET == "norm-rewarm" and PRESETS[DEFAULT_PRESET].project == "from-rewarm"
     for name in agents.registry.PLASTIC:
         assert inspect.signature(getattr(agents, name).__init__).parameters["plasticity"].default == DEFAULT_PRESET, name
     assert load_config("config", []).plasticity.preset == DEFAULT_PRESET

@@ -96,6 +96,9 @@ def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():
     assert continual.arm_overrides("norm-rewarm", sequence) == [
         "plasticity=norm-rewarm", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
     assert "norm-rewarm" in continual.ELR_ARMS
+    assert continual.arm_overrides("norm-shrink", sequence) == [
+        "plasticity=norm-rewarm", "plasticity.project=on-rewarm", "plasticity.schedule=null", "agent.kwargs.learning_rate=0.001",
+        "env.rewarm_on_switch=true"]  # fmt: skip
 
 
 def test_gap_verdicts_read_the_sign():

@@ -1,5 +1,6 @@
-"""``project="on-rewarm"`` (preset ``norm-rewarm``): the norm grows while the task holds; a re-warm
-shrinks it back with the optimizer state and target networks, leaving the function unchanged."""
+"""``project="on-rewarm"``/``"from-rewarm"`` (preset ``norm-rewarm``): the norm grows while the task holds; a
+re-warm shrinks it back with the optimizer state and target networks, leaving the function unchanged, and with
+``"from-rewarm"`` projection holds it there from then on."""
 
 import copy
 
@@ -134,6 +135,41 @@ def test_rewarm_without_a_schedule_restores_and_without_either_is_refused():
         plain.rewarm()
 
 
+@pytest.mark.parametrize("how", ["rewarm", "cyclic restart"])
+def test_from_rewarm_grows_until_the_first_rewarm_and_projects_every_step_after_it(how):
+    net = make_net(affine=False)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-2)
+    schedule = CyclicRewarm(period=40, warmup=0, peak=1.0, floor=1.0) if how == "cyclic restart" else None
+    elr = ELR(net, opt, project="from-rewarm", schedule=schedule)
+    modules = dict(net.named_modules())
+    norms = lambda: [joint_norm(modules[n]) for n in elr.projected_names]  # noqa: E731
+    init = elr.init_norms.tolist()
+    train(net, opt, elr, steps=39)
+    assert not elr.projecting and elr.rewarms == 0
+    assert all(n > 1.1 * i for n, i in zip(norms(), init))  # not projected while the task holds
+    x, _ = batch(seed=5)
+    out = net(x).detach()
+    if how == "rewarm":
+        elr.rewarm()
+    else:
+        train(net, opt, elr, steps=1)  # the 40th step ends the cycle
+    assert elr.projecting and elr.rewarms == 1
+    assert norms() == pytest.approx(init, rel=1e-5)
+    if how == "rewarm":
+        torch.testing.assert_close(net(x).detach(), out, rtol=1e-3, atol=1e-4)  # the shrink changed no output
+    train(net, opt, elr, steps=30)
+    assert norms() == pytest.approx(init, rel=1e-5)  # held there at every step since
+    state = elr.state_dict()
+    assert state["project"] == "from-rewarm" and state["projecting"] is True
+    twin = ELR(copy.deepcopy(net), torch.optim.Adam(net.parameters()), project="from-rewarm", schedule=copy.deepcopy(schedule))
+    assert not twin.projecting
+    twin.load_state_dict(state)
+    assert twin.projecting and twin.project == "from-rewarm"
+    legacy = {k: v for k, v in state.items() if k != "projecting"}  # a state saved before the flag: never re-warmed
+    twin.load_state_dict({**legacy, "project": "on-rewarm"})
+    assert not twin.projecting
+
+
 def test_on_rewarm_leaves_gains_to_the_optimizer():
     net = make_net(affine=True)
     elr = ELR(net, torch.optim.Adam(net.parameters()), project="on-rewarm", gains="project")
@@ -143,7 +179,7 @@ def test_on_rewarm_leaves_gains_to_the_optimizer():
 
 def test_bad_project_is_refused_and_an_unknown_optimizers_state_restarts():
     net = make_net()
-    with pytest.raises(ValueError, match=r"project='sometimes' is not accepted; accepted: True, False, 'on-rewarm'"):
+    with pytest.raises(ValueError, match=r"project='sometimes' is not accepted; accepted: True, False, 'on-rewarm', 'from-rewarm'"):
         ELR(net, torch.optim.Adam(net.parameters()), project="sometimes")
 
     class Mine(torch.optim.Optimizer):  # none of the optimizers rescale.STATE_POWERS knows
@@ -241,4 +277,6 @@ def test_the_default_agent_rewarms_by_shrinking_with_its_target_network():
     with torch.no_grad():
         torch.testing.assert_close(q(obs), before, rtol=1e-3, atol=1e-4)
         torch.testing.assert_close(target(obs), before_t, rtol=1e-3, atol=1e-4)
-    model.learn(200, reset_num_timesteps=False)  # trains on from there
+    model.learn(600, reset_num_timesteps=False)  # trains on from there: projected at every step, the lr re-warmed
+    assert norms(q) == pytest.approx(elr.init_norms.tolist(), rel=1e-5)
+    assert elr.projecting and model.plasticity.lr_factor > 1.0  # the on-demand warm-up to 2x

@@ -392,7 +392,8 @@ def test_a_nonstationary_run_is_diagnosable_without_flags(tmp_path):  # issue 10
     # env.rewarm_on_switch=auto (the sequences' default): the default preset re-warms at each announced switch
     elr = PlasticPPO.load(run / "final_model.zip").plasticity.elrs["policy"]
     # switches at steps 512 and 1024 (back to task 0): two re-warms
-    assert elr.project == "on-rewarm" and elr.rewarms == 2 and elr.steps == 1024 // 256 * 20
+    assert elr.project == "from-rewarm" and elr.rewarms == 2 and elr.steps == 1024 // 256 * 20
+    assert elr.projecting  # a change seen: projected from the first switch on
     out = subprocess.run([sys.executable, "-m", "plastic_rl.diagnose", str(run), "--n-obs", "64"], env=ENV,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -413,7 +414,7 @@ def test_rewarm_on_switch_auto_leaves_a_self_restarting_schedule_alone(tmp_path)
 
 @pytest.mark.parametrize(
     "schedule, project, rewarms",
-    [(None, "on-rewarm", True), ("decay", True, True), ("on-demand", True, True), ("cyclic", True, False),
+    [(None, "on-rewarm", True), (None, "from-rewarm", True), ("on-demand", "from-rewarm", True), ("decay", True, True), ("on-demand", True, True), ("cyclic", True, False),
      ("cusum", "on-rewarm", False), (None, True, False), (None, False, False)],
 )  # fmt: skip
 def test_rewarm_on_switch_auto_rewarms_what_waits_to_be_told(schedule, project, rewarms):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from plastic_rl.elr import GAIN_MODES, CusumRewarm, CyclicRewarm, ImplicitDecay, OnDemandRewarm, Schedule
+from plastic_rl.elr import GAIN_MODES, PROJECT_MODES, SHRINK_MODES, CusumRewarm, CyclicRewarm, ImplicitDecay, OnDemandRewarm, Schedule
 from plastic_rl.norm import NORM_KINDS
 
 SCHEDULE_KINDS = (None, "cyclic", "cusum", "on-demand", "decay")
@@ -35,7 +35,9 @@ class PlasticityConfig:
         normalization) to its initial norm, so its effective learning rate is set by the lr alone;
         ``"on-rewarm"`` lets the norm grow (the ELR decays as the user's lr was tuned for) and shrinks it
         back, with the optimizer state and target networks, only at a re-warm (``model.plasticity.rewarm()``,
-        an announced task switch, a CUSUM alarm or cyclic restart); False never. Needs ``norm``.
+        an announced task switch, a CUSUM alarm or cyclic restart); ``"from-rewarm"`` does the same until the
+        first re-warm and projects at every step after it (a change seen, the data is taken to keep
+        changing: the ELR is held where the re-warm put it); False never. Needs ``norm``.
     :param project_every: optimizer steps between projections.
     :param gains: ``"project"`` also projects each normalization gain vector to its initial norm;
         ``"none"`` leaves the gains to the optimizer.
@@ -98,8 +100,8 @@ class PlasticityConfig:
             raise ValueError(f"gains={self.gains!r} is not accepted; accepted: {', '.join(GAIN_MODES)}")
         if self.schedule not in SCHEDULE_KINDS:
             raise ValueError(f"schedule={self.schedule!r} is not accepted; accepted: None, {', '.join(SCHEDULE_KINDS[1:])}")
-        if not (self.project is True or self.project is False or self.project == "on-rewarm"):
-            raise ValueError(f"project={self.project!r} is not accepted; accepted: True, False, 'on-rewarm'")
+        if not any(self.project is mode if isinstance(mode, bool) else self.project == mode for mode in PROJECT_MODES):
+            raise ValueError(f"project={self.project!r} is not accepted; accepted: {', '.join(map(repr, PROJECT_MODES))}")
         if self.project and self.norm is None:
             raise ValueError(f"project={self.project!r} needs norm='layer' or 'rms': only normalized layers are scale-invariant")
         self.make_schedule()  # validates the schedule's numbers now, not at the first step
@@ -118,7 +120,7 @@ class PlasticityConfig:
     @property
     def can_rewarm(self) -> bool:
         """Whether ``model.plasticity.rewarm()`` does anything: a schedule to restart or norms to shrink back."""
-        return self.schedule is not None or self.project == "on-rewarm"
+        return self.schedule is not None or self.project in SHRINK_MODES
 
     def make_schedule(self, decay_rate: float = 0.0) -> Schedule | None:
         """The schedule these fields describe; ``decay_rate``: ``"decay"``'s rate (``schedules.implicit_decay_rate``
@@ -146,10 +148,12 @@ PRESETS: dict[str, PlasticityConfig] = {
     # NaP with the ELR decay an unprojected normalized network would have, restarted at each re-warm
     # (model.plasticity.rewarm(), an announced task switch): safe on a stationary task (docs/elr_rule.md).
     "elr-decay": PlasticityConfig(schedule="decay"),
-    # Normalized, constant lr, no projection while the task holds (the ELR decays by the layers' own norm
-    # growth, as the user's lr was tuned for); a re-warm shrinks them back to their initial norm: the ELR
-    # returns to its starting value and the function is unchanged (docs/elr_rule.md).
-    "norm-rewarm": PlasticityConfig(project="on-rewarm", schedule=None),
+    # The default. While the task holds: normalized, the user's lr, no projection (the ELR decays by the
+    # layers' own norm growth, as the user's lr was tuned for). At a re-warm (an announced switch,
+    # model.plasticity.rewarm()): the layers shrink back to their initial norm (the ELR returns to its
+    # starting value, the function is unchanged), the lr warms up to 2x and decays back, and from then on
+    # projection holds the ELR there: a task that changed once is taken to keep changing (docs/elr_rule.md).
+    "norm-rewarm": PlasticityConfig(project="from-rewarm", schedule="on-demand"),
     # The standard interventions on SB3's own networks (no normalization, constant lr): the baselines.
     "redo": PlasticityConfig(norm=None, project=False, schedule=None, intervention="redo", every=1000),
     "shrink-perturb": PlasticityConfig(norm=None, project=False, schedule=None, intervention="shrink-perturb", every=10_000),

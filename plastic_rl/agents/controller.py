@@ -23,7 +23,7 @@ from torch import nn
 from plastic_rl import diagnostics, interventions
 from plastic_rl.agents.config import PlasticityConfig
 from plastic_rl.agents.loss_tap import LossTap, tap_losses
-from plastic_rl.elr import ELR, implicit_decay_rate, scale_invariant_layers
+from plastic_rl.elr import ELR, SHRINK_MODES, implicit_decay_rate, scale_invariant_layers
 from plastic_rl.layers import ACTIVATIONS, WEIGHT_LAYERS, iter_blocks, matches
 
 Forward = Callable[[nn.Module, Any], Any]
@@ -87,7 +87,7 @@ class PlasticityController:
                 measure_every=config.measure_every,
                 gains=config.gains,
                 exclude=net.exclude,
-                mirrors=net.mirrors if config.project == "on-rewarm" else (),
+                mirrors=net.mirrors if config.project in SHRINK_MODES else (),
             )
             if config.schedule == "decay":  # its rate needs the built network: the projected layers and the lr
                 self.elrs[net.name].schedule = config.make_schedule(decay_rate=decay_rate(self.elrs[net.name], net.optimizer))
@@ -133,10 +133,10 @@ class PlasticityController:
     # -- the public face: model.plasticity -----------------------------------------------------
     def rewarm(self) -> None:
         """Re-warm every network now (e.g. at a known task switch): restart its lr warm-up, and with
-        ``project="on-rewarm"`` shrink its normalized layers back to their initial norms (``ELR.restore_norms``)."""
+        ``project="on-rewarm"``/``"from-rewarm"`` shrink its normalized layers back to their initial norms (``ELR.restore_norms``)."""
         if not self.config.can_rewarm:
             raise RuntimeError(
-                "this agent's plasticity has nothing to re-warm (schedule=None, project is not 'on-rewarm'); "
+                "this agent's plasticity has nothing to re-warm (schedule=None, project is not 'on-rewarm' or 'from-rewarm'); "
                 "use preset 'norm-rewarm', 'elr' or 'elr-cusum'"
             )
         for elr in self.elrs.values():

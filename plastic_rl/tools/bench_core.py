@@ -17,8 +17,8 @@ recipe (measure every layer and project every step, gains projected, a cyclic re
 Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
 enough for logging and skips the per-step snapshot. Arm ``elr/log``: what the agents run: project every
 step, measure only when asked (``measure_every=0``; the agents ask once per write of their logger, so
-over a few thousand steps, never). Arm ``default/log``: what the default preset (``norm-rewarm``) runs:
-no projection between re-warms, no schedule, measured only when asked.
+over a few thousand steps, never). Arm ``default/log``: what the default preset (``norm-rewarm``) runs
+before its first re-warm: no projection, the on-demand schedule at factor 1, measured only when asked.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import time
 import gymnasium as gym
 import torch
 
+from plastic_rl.agents.config import DEFAULT_PRESET, PRESETS
 from plastic_rl.elr import ELR, CyclicRewarm
 from plastic_rl.norm import insert_norm
 
@@ -56,7 +57,7 @@ ARMS: dict[str, dict | None] = {
     "elr": {"measure_every": 1},
     "elr/10": {"measure_every": 10},
     "elr/log": {"measure_every": 0},
-    "default/log": {"measure_every": 0, "project": "on-rewarm", "schedule": None},
+    "default/log": {"measure_every": 0, "project": PRESETS[DEFAULT_PRESET].project, "schedule": DEFAULT_PRESET},
 }
 
 
@@ -66,7 +67,10 @@ def make_arm(policy: torch.nn.Module, spec: dict | None):
     optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
     elr = None
     if spec is not None:
-        elr = ELR(policy, optimizer, **{"schedule": CyclicRewarm(period=10_000), **spec})
+        spec = {"schedule": CyclicRewarm(period=10_000), **spec}
+        if spec["schedule"] == DEFAULT_PRESET:  # a fresh one per arm: schedules hold state
+            spec["schedule"] = PRESETS[DEFAULT_PRESET].make_schedule()
+        elr = ELR(policy, optimizer, **spec)
     generator = torch.Generator().manual_seed(0)
     for p in policy.parameters():
         p.grad = torch.randn(p.shape, generator=generator) * 1e-2

@@ -24,7 +24,9 @@ Suites (every budget is a flag):
 Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the plasticity reference),
 ``none`` (SB3's agent, constant lr) and ``none-2x``/``-4x``/``-8x``/``-16x`` (2x to 16x that lr), ``nap`` and
 ``nap-2x``/``nap-4x``, ``elr`` (cyclic re-warm), ``elr-cusum`` (re-warm on a CUSUM alarm),
-``elr-on-switch`` (re-warm at each announced switch), ``redo`` (every 1000 optimizer steps),
+``elr-on-switch`` (re-warm at each announced switch), ``elr-decay`` and ``norm-rewarm`` (the default: decay
+while a task holds, re-warm at each announced switch), ``norm-shrink`` (the default's first rule: its layers
+shrunk back at each switch, never projected), ``redo`` (every 1000 optimizer steps),
 ``shrink-perturb`` and ``reset`` (the output heads) at each announced switch (single games: every
 fifth of the run). The re-warm arms' cycle is a fixed number of optimizer steps, 1/2.3 of a task's,
 so cycles do not line up with the switches; ``elr-on-switch``, ``shrink-perturb`` and ``reset`` are
@@ -53,7 +55,7 @@ import numpy as np
 from plastic_rl.tools._validate import parse_seeds
 
 CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x", "none-16x")
-ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "norm-rewarm")
+ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "norm-shrink", "norm-rewarm")
 INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
 ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
 LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
@@ -145,6 +147,9 @@ def arm_overrides(arm: str, suite: Suite) -> list[str]:
         return ["plasticity=elr", "plasticity.schedule=on-demand", "env.rewarm_on_switch=true", *lr, *schedule]
     if arm in ("elr-decay", "norm-rewarm"):  # the safe rules: decay while a task holds, re-warm at each announced switch
         return [f"plasticity={arm}", *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
+    if arm == "norm-shrink":  # the first norm-rewarm: shrink back at each re-warm, never project, no lr re-warm
+        shrink = ["plasticity=norm-rewarm", "plasticity.project=on-rewarm", "plasticity.schedule=null"]
+        return [*shrink, *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
     if arm == "redo":
         return ["plasticity=redo", "plasticity.every=1000", *lr]
     if arm in ("shrink-perturb", "reset"):

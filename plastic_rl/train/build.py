@@ -172,13 +172,15 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
 
 def rewarm_on_switch(cfg: DictConfig) -> bool:
     """``env.rewarm_on_switch``: true, false, or ``auto`` (the task sequences' default): re-warm at each
-    announced switch when the plasticity waits to be told of a change (``project="on-rewarm"`` without a
-    schedule, the default preset's; schedules ``decay`` and ``on-demand``); a cyclic or CUSUM schedule
-    re-warms by itself."""
+    announced switch when the plasticity waits to be told of a change (schedules ``on-demand``, the default
+    preset's, and ``decay``; ``project="on-rewarm"``/``"from-rewarm"`` without a schedule); a cyclic or CUSUM
+    schedule re-warms by itself."""
+    from plastic_rl.elr import SHRINK_MODES  # torch: not at the CLI's import
+
     value = cfg.env.get("rewarm_on_switch")  # plan.check accepted it
     if value == "auto":
         schedule = cfg.plasticity.get("schedule")
-        return schedule in ("decay", "on-demand") or (schedule is None and cfg.plasticity.get("project") == "on-rewarm")
+        return schedule in ("decay", "on-demand") or (schedule is None and cfg.plasticity.get("project") in SHRINK_MODES)
     return bool(value)
 
 
