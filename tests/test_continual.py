@@ -97,8 +97,9 @@ def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():
         "plasticity=norm-rewarm", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
     assert "norm-rewarm" in continual.ELR_ARMS
     assert continual.arm_overrides("norm-shrink", sequence) == [
-        "plasticity=norm-rewarm", "plasticity.project=on-rewarm", "plasticity.schedule=null", "agent.kwargs.learning_rate=0.001",
-        "env.rewarm_on_switch=true"]  # fmt: skip
+        "plasticity=norm-rewarm", "plasticity.project=on-rewarm", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
+    assert continual.arm_overrides("norm-rewarm-lr", sequence) == [
+        "plasticity=norm-rewarm", "plasticity.schedule=on-demand", "agent.kwargs.learning_rate=0.001", "env.rewarm_on_switch=true"]  # fmt: skip
 
 
 def test_gap_verdicts_read_the_sign():

@@ -277,6 +277,6 @@ def test_the_default_agent_rewarms_by_shrinking_with_its_target_network():
     with torch.no_grad():
         torch.testing.assert_close(q(obs), before, rtol=1e-3, atol=1e-4)
         torch.testing.assert_close(target(obs), before_t, rtol=1e-3, atol=1e-4)
-    model.learn(600, reset_num_timesteps=False)  # trains on from there: projected at every step, the lr re-warmed
+    model.learn(600, reset_num_timesteps=False)  # trains on from there: projected at every step, the lr untouched
     assert norms(q) == pytest.approx(elr.init_norms.tolist(), rel=1e-5)
-    assert elr.projecting and model.plasticity.lr_factor > 1.0  # the on-demand warm-up to 2x
+    assert elr.projecting and model.plasticity.lr_factor == 1.0

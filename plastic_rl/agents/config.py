@@ -148,12 +148,12 @@ PRESETS: dict[str, PlasticityConfig] = {
     # NaP with the ELR decay an unprojected normalized network would have, restarted at each re-warm
     # (model.plasticity.rewarm(), an announced task switch): safe on a stationary task (docs/elr_rule.md).
     "elr-decay": PlasticityConfig(schedule="decay"),
-    # The default. While the task holds: normalized, the user's lr, no projection (the ELR decays by the
-    # layers' own norm growth, as the user's lr was tuned for). At a re-warm (an announced switch,
-    # model.plasticity.rewarm()): the layers shrink back to their initial norm (the ELR returns to its
-    # starting value, the function is unchanged), the lr warms up to 2x and decays back, and from then on
-    # projection holds the ELR there: a task that changed once is taken to keep changing (docs/elr_rule.md).
-    "norm-rewarm": PlasticityConfig(project="from-rewarm", schedule="on-demand"),
+    # The default. While the task holds: normalized, the user's constant lr, no projection (the ELR decays
+    # by the layers' own norm growth, as the user's lr was tuned for). At a re-warm (an announced switch,
+    # model.plasticity.rewarm()): the layers shrink back to their initial norm (each layer's ELR returns to
+    # its starting value, the function is unchanged), and from then on projection holds the ELR there: a
+    # task that changed once is taken to keep changing (docs/elr_rule.md). The lr itself is never raised.
+    "norm-rewarm": PlasticityConfig(project="from-rewarm", schedule=None),
     # The standard interventions on SB3's own networks (no normalization, constant lr): the baselines.
     "redo": PlasticityConfig(norm=None, project=False, schedule=None, intervention="redo", every=1000),
     "shrink-perturb": PlasticityConfig(norm=None, project=False, schedule=None, intervention="shrink-perturb", every=10_000),

@@ -26,7 +26,8 @@ Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the pla
 ``nap-2x``/``nap-4x``, ``elr`` (cyclic re-warm), ``elr-cusum`` (re-warm on a CUSUM alarm),
 ``elr-on-switch`` (re-warm at each announced switch), ``elr-decay`` and ``norm-rewarm`` (the default: decay
 while a task holds, re-warm at each announced switch), ``norm-shrink`` (the default's first rule: its layers
-shrunk back at each switch, never projected), ``redo`` (every 1000 optimizer steps),
+shrunk back at each switch, never projected), ``norm-rewarm-lr`` (the default with the lr re-warmed at each
+switch, x1 -> x2 over 1,000 optimizer steps and back over 9,000), ``redo`` (every 1000 optimizer steps),
 ``shrink-perturb`` and ``reset`` (the output heads) at each announced switch (single games: every
 fifth of the run). The re-warm arms' cycle is a fixed number of optimizer steps, 1/2.3 of a task's,
 so cycles do not line up with the switches; ``elr-on-switch``, ``shrink-perturb`` and ``reset`` are
@@ -55,7 +56,7 @@ import numpy as np
 from plastic_rl.tools._validate import parse_seeds
 
 CONSTANT_LR_ARMS = ("none", "none-2x", "none-4x", "none-8x", "none-16x")
-ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "norm-shrink", "norm-rewarm")
+ELR_ARMS = ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "norm-shrink", "norm-rewarm", "norm-rewarm-lr")
 INTERVENTION_ARMS = ("redo", "shrink-perturb", "reset")
 ARMS = ("fresh", *CONSTANT_LR_ARMS, "nap", "nap-2x", "nap-4x", *ELR_ARMS, *INTERVENTION_ARMS)
 LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
@@ -147,9 +148,9 @@ def arm_overrides(arm: str, suite: Suite) -> list[str]:
         return ["plasticity=elr", "plasticity.schedule=on-demand", "env.rewarm_on_switch=true", *lr, *schedule]
     if arm in ("elr-decay", "norm-rewarm"):  # the safe rules: decay while a task holds, re-warm at each announced switch
         return [f"plasticity={arm}", *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
-    if arm == "norm-shrink":  # the first norm-rewarm: shrink back at each re-warm, never project, no lr re-warm
-        shrink = ["plasticity=norm-rewarm", "plasticity.project=on-rewarm", "plasticity.schedule=null"]
-        return [*shrink, *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
+    if arm in ("norm-shrink", "norm-rewarm-lr"):  # variants of the default: its first rule; with the lr re-warmed too
+        variant = ["plasticity.project=on-rewarm"] if arm == "norm-shrink" else ["plasticity.schedule=on-demand"]
+        return ["plasticity=norm-rewarm", *variant, *lr, *(["env.rewarm_on_switch=true"] if suite.sequence else [])]
     if arm == "redo":
         return ["plasticity=redo", "plasticity.every=1000", *lr]
     if arm in ("shrink-perturb", "reset"):

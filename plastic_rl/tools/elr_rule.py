@@ -33,9 +33,9 @@ ARMS = {
     "elr-decay": "elr-decay",
 }
 FIELDS = ["row", "arm", "seed", "step", "updates", "elr", "lr_factor"]
-# Legend text where an arm is more than its name: between re-warms the default preset (norm-rewarm) trains
-# exactly the unprojected normalized network (tests/test_norm_rewarm.py checks the parameters match).
-LEGEND = {"normalized, not projected": "normalized, not projected = norm-rewarm (the default)"}
+# Legend text where an arm is more than its name: until its first re-warm the default preset (norm-rewarm)
+# trains exactly the unprojected normalized network (tests/test_norm_rewarm.py checks the parameters match).
+LEGEND = {"normalized, not projected": "normalized, not projected = norm-rewarm (the default) until a re-warm"}
 
 
 def trace(row_name: str, arm: str, seed: int, timesteps: int | None = None) -> list[dict]:
