@@ -59,7 +59,7 @@ from plastic_rl.schedules import (
 
 __all__ = [
     "ELR", "projected_parameters", "scale_invariant_layers", "Schedule", "CyclicRewarm", "CusumRewarm", "OnDemandRewarm",
-    "ImplicitDecay", "implicit_decay_rate", "warmup_cosine", "make_schedule", "GAIN_MODES", "PROJECT_MODES",
+    "ImplicitDecay", "implicit_decay_rate", "warmup_cosine", "make_schedule", "GAIN_MODES", "PROJECT_MODES", "SHRINK_MODES",
 ]  # fmt: skip
 
 # ``project=``: every step (True), never (False), at a re-warm ("on-rewarm"), every step from the first re-warm on.
@@ -314,7 +314,7 @@ class ELR:
         """Re-warm now (e.g. at a known task switch): restart the schedule's warm-up, and with
         ``project="on-rewarm"``/``"from-rewarm"`` shrink the projected layers back to their initial norms (``restore_norms``)."""
         if self.schedule is None and self.project not in SHRINK_MODES:
-            raise RuntimeError(f"ELR has nothing to re-warm (schedule=None, project={self.project!r}); pass a Schedule")
+            raise RuntimeError(f"nothing to re-warm: schedule=None, project={self.project!r}; give a Schedule or project in {SHRINK_MODES}")
         if self.project in SHRINK_MODES:
             self.restore_norms()
         if self.schedule is not None:

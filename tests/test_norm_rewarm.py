@@ -131,7 +131,7 @@ def test_rewarm_without_a_schedule_restores_and_without_either_is_refused():
     modules = dict(net.named_modules())
     assert [joint_norm(modules[n]) for n in elr.projected_names] == pytest.approx(elr.init_norms.tolist(), rel=1e-5)
     plain = ELR(make_net(), torch.optim.Adam(make_net().parameters()), project=True)
-    with pytest.raises(RuntimeError, match="nothing to re-warm"):
+    with pytest.raises(RuntimeError, match=r"nothing to re-warm: schedule=None, project=True; give a Schedule or project in"):
         plain.rewarm()
 
 
@@ -181,6 +181,12 @@ def test_bad_project_is_refused_and_an_unknown_optimizers_state_restarts():
     net = make_net()
     with pytest.raises(ValueError, match=r"project='sometimes' is not accepted; accepted: True, False, 'on-rewarm', 'from-rewarm'"):
         ELR(net, torch.optim.Adam(net.parameters()), project="sometimes")
+    from plastic_rl.agents.config import PlasticityConfig
+
+    with pytest.raises(ValueError, match=r"project='from_rewarm' is not accepted; accepted: True, False, 'on-rewarm', 'from-rewarm'"):
+        PlasticityConfig(project="from_rewarm")
+    with pytest.raises(ValueError, match=r"project='from-rewarm' needs norm='layer' or 'rms'"):
+        PlasticityConfig(norm=None, project="from-rewarm")
 
     class Mine(torch.optim.Optimizer):  # none of the optimizers rescale.STATE_POWERS knows
         def __init__(self, params):

@@ -18,7 +18,7 @@ Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=
 enough for logging and skips the per-step snapshot. Arm ``elr/log``: what the agents run: project every
 step, measure only when asked (``measure_every=0``; the agents ask once per write of their logger, so
 over a few thousand steps, never). Arm ``default/log``: what the default preset (``norm-rewarm``) runs
-before its first re-warm: no projection, the on-demand schedule at factor 1, measured only when asked.
+before its first re-warm: its projection mode and schedule (no projection yet, no schedule), measured only when asked.
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ def sb3_policy(kind: str) -> torch.nn.Module:
     return insert_norm(policy)
 
 
-# arm -> ELR keywords over the recipe's (None: no ELR; measure_every 0: when asked)
+# arm -> ELR keywords over the recipe's (None: no ELR; measure_every 0: when asked); "schedule" is a factory:
+# schedules hold state, so each arm gets its own
 ARMS: dict[str, dict | None] = {
     "adam": None,
     "elr": {"measure_every": 1},
     "elr/10": {"measure_every": 10},
     "elr/log": {"measure_every": 0},
-    "default/log": {"measure_every": 0, "project": PRESETS[DEFAULT_PRESET].project, "schedule": DEFAULT_PRESET},
+    "default/log": {"measure_every": 0, "project": PRESETS[DEFAULT_PRESET].project, "schedule": PRESETS[DEFAULT_PRESET].make_schedule},
 }
 
 
@@ -67,10 +68,8 @@ def make_arm(policy: torch.nn.Module, spec: dict | None):
     optimizer = torch.optim.Adam(policy.parameters(), lr=2.5e-4, eps=1e-5)
     elr = None
     if spec is not None:
-        spec = {"schedule": CyclicRewarm(period=10_000), **spec}
-        if spec["schedule"] == DEFAULT_PRESET:  # a fresh one per arm: schedules hold state
-            spec["schedule"] = PRESETS[DEFAULT_PRESET].make_schedule()
-        elr = ELR(policy, optimizer, **spec)
+        spec = {"schedule": lambda: CyclicRewarm(period=10_000), **spec}
+        elr = ELR(policy, optimizer, **{**spec, "schedule": spec["schedule"]()})
     generator = torch.Generator().manual_seed(0)
     for p in policy.parameters():
         p.grad = torch.randn(p.shape, generator=generator) * 1e-2
