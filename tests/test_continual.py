@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from plastic_rl import report
@@ -84,6 +85,35 @@ def test_constant_lr_arms_multiply_the_suites_lr():
         plasticity, lr = continual.arm_overrides(arm, suite)
         assert plasticity == f"plasticity={arm.split('-')[0]}" and lr == f"agent.kwargs.learning_rate={1e-4 * factor:g}"
     assert "none-8x" in continual.CONSTANT_LR_ARMS and "none-8x" in continual.ARMS
+
+
+@pytest.mark.parametrize("steps, tasks", [(40_000, 3), (100, 5), (30_000, 2)])
+def test_a_fresh_agent_explores_as_the_sequence_does_at_its_position(steps, tasks):
+    """The plasticity reference differs from the sequence's agents in its network's history only: task
+    k's fresh agent has, at each of its steps, the epsilon the sequence has at step k * steps + t."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    args = continual.argparse.Namespace(suite="minatar-sequence", steps_per_task=steps, replay_ratio=0.25, eval_freq=None,
+                                        eval_episodes=1, tasks=tasks, games=continual.MINATAR_GAMES, hydra=[])  # fmt: skip
+    suite = continual.make_suite(args)
+    total = tasks * steps
+    fraction = float(next(o for o in suite.overrides if o.startswith("agent.kwargs.exploration_fraction=")).split("=")[1])
+    sequence = LinearSchedule(1.0, 0.1, fraction)  # the hparams' epsilon 1 -> 0.1, over the sequence's progress
+    multiruns = continual.jobs(suite, "fresh", [0, 1])
+    assert len(multiruns) == tasks
+    for k, overrides in enumerate(multiruns):
+        assert f"+env.kwargs.first_task={k}" in overrides and f"total_timesteps={steps}" in overrides
+        kwargs = {**{"exploration_fraction": fraction}, **{o.split("=")[0].rsplit(".", 1)[1]: float(o.split("=")[1])
+                                                          for o in overrides if o.startswith("agent.kwargs.exploration_")}}  # fmt: skip
+        fresh = LinearSchedule(kwargs["exploration_initial_eps"], kwargs["exploration_final_eps"], kwargs["exploration_fraction"])
+        for t in np.linspace(0, steps, 41):
+            assert fresh(1 - t / steps) == pytest.approx(sequence(1 - (k * steps + t) / total), abs=1e-4), (k, t)
+    # the hparams are read, and --hydra overrides of them are seen
+    args.hydra = ["agent.kwargs.exploration_final_eps=0.05"]
+    assert continual.make_suite(args).exploration[1] == 0.05  # type: ignore[index]
+    # suites without a sequence keep one multirun, with the suite's own exploration
+    game = continual.Suite("g", [], lr=1e-4, tasks=2, steps_per_task=100, optimizer_steps_per_task=100)
+    assert len(continual.jobs(game, "fresh", [0])) == 1
 
 
 def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():

@@ -21,7 +21,8 @@ Suites (every budget is a flag):
   are the "tasks" of the report and ``none`` is the reference.
 - ``atari-sequence``: DQN on envpool Atari games in turn: a documented command for a GPU machine.
 
-Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the plasticity reference),
+Arms (``--arms``): ``fresh`` (a new agent per task, trained on it alone: the plasticity reference; in a
+DQN sequence it explores as the sequence's agents do at that task's position),
 ``none`` (SB3's agent, constant lr) and ``none-2x``/``-4x``/``-8x``/``-16x`` (2x to 16x that lr), ``nap`` and
 ``nap-2x``/``nap-4x``, ``elr`` (cyclic re-warm), ``elr-cusum`` (re-warm on a CUSUM alarm),
 ``elr-on-switch`` (re-warm at each announced switch), ``elr-decay`` and ``norm-rewarm`` (the default: decay
@@ -75,6 +76,7 @@ class Suite:
     sequence: bool = True  # tasks in one run (a TaskSequence) or one run per task
     task_values: list[str] = field(default_factory=list)  # single games: the env.id of each "task"
     games: list[str] = field(default_factory=list)  # sequences: the game of task k is games[k % len(games)]
+    exploration: tuple[float, float, float] | None = None  # DQN sequences: epsilon's start, end, decay steps of the sequence
 
     def game_of(self, task: Any) -> str:
         """What the agent played on a task (the ``game`` column of the per-run rows)."""
@@ -101,6 +103,7 @@ def make_suite(args: argparse.Namespace) -> Suite:
         common = [f"agent.kwargs.train_freq={train_freq}", f"eval_freq={args.eval_freq or steps // 10}",
                   f"eval_episodes={args.eval_episodes}", f"checkpoint_freq={steps}", "diagnostics_freq=1000",
                   f"agent.kwargs.exploration_fraction={min(1.0, 100_000 / (args.tasks * steps)):.4g}"]  # fmt: skip
+        fraction = float(common[-1].split("=")[1])  # of a sequence's env steps: epsilon decays over them once
         opt_steps = steps // train_freq
         if args.suite == "minatar":
             games = [g.strip() for g in args.games.split(",") if g.strip()]
@@ -111,17 +114,49 @@ def make_suite(args: argparse.Namespace) -> Suite:
             n = len(games.split(","))  # type: ignore[attr-defined]
             return Suite("minatar-sequence", ["env=MinAtarSequence", "agent=dqn", f"env.id='{games}'", f"env.kwargs.switch_every={steps}",
                                               f"total_timesteps={n * steps}", *common],
-                         lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","))  # type: ignore[attr-defined]  # fmt: skip
+                         lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","),  # type: ignore[attr-defined]
+                         exploration=(*epsilons("MinAtarSequence", args.hydra), fraction * n * steps))  # fmt: skip
         games = args.games if args.games != MINATAR_GAMES else "Pong,Breakout,SpaceInvaders,Seaquest,Qbert"  # type: ignore[assignment]
         n = len(games.split(","))  # type: ignore[attr-defined]
         return Suite("atari-sequence", ["env=Atari", "agent=dqn", "env.factory=atari_sequence", f"env.id='{games}'",
                                         f"+env.kwargs.switch_every={steps}", "+env.eval_kwargs.switch_every=0",
                                         f"total_timesteps={n * steps}", *common],
-                     lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","))  # type: ignore[attr-defined]  # fmt: skip
+                     lr=1e-4, tasks=n, steps_per_task=steps, optimizer_steps_per_task=opt_steps, games=games.split(","),  # type: ignore[attr-defined]
+                     exploration=(*epsilons("Atari", args.hydra), fraction * n * steps))  # fmt: skip
     raise ValueError(f"suite {args.suite!r} is unknown")
 
 
 MINATAR_GAMES = "Breakout,SpaceInvaders,Freeway,Asterix,Seaquest"
+
+
+def epsilons(env: str, hydra: list[str]) -> tuple[float, float]:
+    """DQN's exploration on ``env``: epsilon's start and end, from the hparams file unless ``--hydra`` sets them."""
+    import yaml
+
+    import plastic_rl.configs
+
+    hparams: dict[str, Any] = yaml.safe_load((Path(plastic_rl.configs.__file__).parent / "hparams" / f"dqn_{env}.yaml").read_text())
+    given = {k: v for k, _, v in (o.partition("=") for o in hydra if o.startswith("agent.kwargs.exploration_"))}
+    start = given.get("agent.kwargs.exploration_initial_eps", hparams.get("exploration_initial_eps", 1.0))  # SB3's defaults
+    return float(start), float(given.get("agent.kwargs.exploration_final_eps", hparams.get("exploration_final_eps", 0.05)))
+
+
+def fresh_exploration(suite: Suite, task: int) -> list[str]:
+    """The exploration a ``fresh`` agent of ``task`` gets: the sequence's own at that position.
+
+    A sequence decays epsilon once, over its first ``decay`` env steps; a fresh agent decaying over its
+    own task would explore differently from the agents it is the reference of, and the gap between them
+    would measure exploration, not plasticity. So task k's fresh agent starts at the sequence's epsilon at
+    step k * steps_per_task and follows the same line (SB3's linear schedule over the run's progress).
+    """
+    assert suite.exploration is not None
+    start, end, decay = suite.exploration
+    begin = task * suite.steps_per_task
+    if begin >= decay:
+        return [f"agent.kwargs.exploration_initial_eps={end:g}", f"agent.kwargs.exploration_final_eps={end:g}"]
+    here = start + (end - start) * begin / decay
+    return [f"agent.kwargs.exploration_initial_eps={here:.6g}", f"agent.kwargs.exploration_final_eps={end:g}",
+            f"agent.kwargs.exploration_fraction={(decay - begin) / suite.steps_per_task:.6g}"]  # fmt: skip
 
 
 def arm_overrides(arm: str, suite: Suite) -> list[str]:
@@ -165,9 +200,10 @@ def jobs(suite: Suite, arm: str, seeds: list[int]) -> list[list[str]]:
     if not suite.sequence:  # single games: one run per game
         return [[*common, f"env.id={','.join(suite.task_values)}", "run_name=" + arm + "_${env.id}_seed${seed}"]]
     if arm == "fresh":  # each task alone, from scratch, for one task's budget
-        tasks = ",".join(str(k) for k in range(suite.tasks))
-        return [[*common, f"+env.kwargs.first_task={tasks}", f"total_timesteps={suite.steps_per_task}",
-                 "run_name=fresh_task${env.kwargs.first_task}_seed${seed}"]]  # fmt: skip
+        fresh = [*common, f"total_timesteps={suite.steps_per_task}", "run_name=fresh_task${env.kwargs.first_task}_seed${seed}"]
+        if suite.exploration is not None:  # one multirun per task: each explores as the sequence does there
+            return [[*fresh, f"+env.kwargs.first_task={k}", *fresh_exploration(suite, k)] for k in range(suite.tasks)]
+        return [[*fresh, f"+env.kwargs.first_task={','.join(str(k) for k in range(suite.tasks))}"]]
     return [[*common, "run_name=" + arm + "_seed${seed}"]]
 
 
