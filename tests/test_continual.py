@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import subprocess
@@ -93,7 +94,7 @@ def test_a_fresh_agent_explores_as_the_sequence_does_at_its_position(steps, task
     k's fresh agent has, at each of its steps, the epsilon the sequence has at step k * steps + t."""
     from stable_baselines3.common.utils import LinearSchedule
 
-    args = continual.argparse.Namespace(suite="minatar-sequence", steps_per_task=steps, replay_ratio=0.25, eval_freq=None,
+    args = argparse.Namespace(suite="minatar-sequence", steps_per_task=steps, replay_ratio=0.25, eval_freq=None,
                                         eval_episodes=1, tasks=tasks, games=continual.MINATAR_GAMES, hydra=[])  # fmt: skip
     suite = continual.make_suite(args)
     total = tasks * steps
@@ -186,6 +187,18 @@ def test_claims_say_raw_auc_when_nothing_normalized_it(tmp_path):
     assert "normalized-AUC IQM" in claims_for(tmp_path, [0, 1, 2], fresh=True)
 
 
+def test_claims_give_the_plasticity_gap_at_each_position_of_the_sequence(tmp_path):
+    """Issue 21: fresh minus the arm on each task alone. Known answers: fresh's AUC on task 0 is 15 + s/2 and
+    none's 15 + s/2 (gap 0.5 - s/2 per seed: 0 +- 0.5); on task 1 fresh 35 + s/2, none 10 + s/2 (25 +- 0.5)."""
+    text = claims_for(tmp_path, [0, 1, 2], fresh=True)
+    assert "| arm | task 0 | task 1 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `none` |"))
+    assert row == ("| `none` | 0.0 +- 0.5 (n=3); within the seed spread | "
+                   "25.0 +- 0.5 (n=3); below `fresh` by more than the seed spread |")  # fmt: skip
+    assert "| `fresh` |" not in text and "Plasticity gap per position" not in claims_for(tmp_path, [0, 1, 2])
+    assert "25.0 +- n/a (1 seed); verdict n/a (1 seed)" in claims_for(tmp_path, [0], fresh=True)
+
+
 def test_claims_need_two_seeds_for_an_interval_and_three_for_a_verdict(tmp_path):
     """22.2: one seed: no CI and no verdict; two: a CI but no verdict; three: both."""
     one = claims_for(tmp_path, [0], fresh=True)
@@ -261,3 +274,25 @@ def test_from_csv_writes_the_summary_from_rows_alone(tmp_path, capsys):
     assert "## Area under the curve (normalized by `fresh` on the same task)" in text and result["tasks"] == [0, 1]
     with pytest.raises(SystemExit, match="not of --suite minatar-sequence"):
         continual.main(["--from-csv", str(tmp_path / "rows.csv"), "--suite", "minatar-sequence", "--arms", "fresh,none,elr", *TINY])
+
+
+def test_the_diagnostics_at_each_switch_travel_beside_the_rows(tmp_path, capsys):
+    """Issue 21: the ELR (dormant ratio, srank) before each switch is committed next to the per-run rows,
+    and --from-csv prints its table from that file alone."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = sweep_of(tmp_path)
+    for seed in (0, 1, 2):
+        with SummaryWriter(str(root / f"none_seed{seed}" / "tb" / "PPO_1")) as writer:
+            for step in (50, 150, 200):
+                writer.add_scalar("plasticity/elr", 0.001 * (seed + 1) * (1 + step // 100), step)
+    continual.main(["--report-only", "--arms", "fresh,none,elr", "--tasks", "2", "--out", str(root.parent), "--rows-csv",
+                    str(tmp_path / "rows.csv"), *TINY])  # fmt: skip
+    assert continual.switches_csv(tmp_path / "rows.csv") == tmp_path / "rows_switches.csv"
+    assert (tmp_path / "rows_switches.csv").read_text() == (root.parent / "report" / "switches.csv").read_text()
+    capsys.readouterr()
+    result = continual.main(["--from-csv", str(tmp_path / "rows.csv"), "--arms", "fresh,none,elr", "--tasks", "2", *TINY])
+    text = capsys.readouterr().out
+    # before the switch at 100: 0.001 (seed + 1); at the end (200): 0.003 (seed + 1)
+    assert "| arm | step 100 | step 200 |" in text and "| `none` | 0.002 +- 0.001 (n=3) | 0.006 +- 0.003 (n=3) |" in text
+    assert {r["arm"] for r in result["switches"]} == {"none"}

@@ -16,7 +16,8 @@ config, or ``arm``, which ``tools/continual`` sets), and reports, per group:
   with ``rliable`` (Agarwal et al. 2021), the field's standard;
 - from TensorBoard, the agents' logged ``plasticity/elr``, ``plasticity/dormant_ratio`` and
   ``plasticity/srank`` over time, and for CUSUM re-warming its alarms against the real task switches
-  (hits within ``--hit-window`` of a task of a switch, false alarms, detection delay).
+  (hits within ``--hit-window`` of a task of a switch, false alarms, detection delay), and those
+  scalars' last values before each switch (``report.switches``, ``switches.csv``).
 
 A run that did not reach its configured ``total_timesteps`` (killed, or still running; one killed
 before its first evaluation too) is named in ``report.md`` and on stdout, and left out of every number
@@ -27,7 +28,7 @@ An interval (CI, probability of improvement, spread over seeds) needs ``MIN_SEED
 group, a verdict ``MIN_SEEDS_VERDICT`` (``SEED_RULE``, stated in ``report.md``); below that a cell reads
 ``n/a (1 seed)``, and every cell says its n. Scores are labelled raw unless a reference normalized them.
 
-Writes ``report.md``, ``scores.csv``, ``iqm.csv`` and PNG plots to ``--out`` (curves faceted by family of
+Writes ``report.md``, ``scores.csv``, ``iqm.csv``, ``switches.csv`` (runs with switches and scalars) and PNG plots to ``--out`` (curves faceted by family of
 arms, mean over seeds with a 95% band, task switches marked: ``report.plots``).
 
 This module is the aggregation and the CLI; reading runs (``report.runs``), the numbers
@@ -60,6 +61,7 @@ from plastic_rl.report.stats import (
     score_table,
     seeded_numpy,
 )
+from plastic_rl.report.switches import switch_rows, write_switch_rows
 from plastic_rl.report.tables import markdown_table, write
 
 __all__ = [
@@ -155,7 +157,10 @@ def report(paths: Sequence[str | Path], out: str | Path, by: Sequence[str] = ("p
         if stats is not None:
             alarms.setdefault(run.group, []).append(stats)
     result["alarms"] = alarms
+    result["switches"] = switch_rows(runs)
     out.mkdir(parents=True, exist_ok=True)
+    if result["switches"]:
+        write_switch_rows(out / "switches.csv", result["switches"])
     write(out, runs, result, by, reference, baseline, title, hit_window)
     result["plots"] = plot(out, runs, result["iqm"], result["normalized"], result["seeds"])
     return result

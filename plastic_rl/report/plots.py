@@ -80,14 +80,8 @@ def draw_mean(ax, points: dict[float, list[float]], label: str, color, breaks: S
         ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
 
 
-def _position(run: Run) -> int:
-    """Where a run's steps sit in the sequence: a run of one task of a sequence (``fresh``) at its task's slot."""
-    every, total = run.switch_every, run.total
-    return run.first_task * every if every and total is not None and total <= every else 0
-
-
 def _steps_label(runs: Sequence[Run]) -> str:
-    return "env steps" + (" (a one-task run at its task's place)" if any(_position(r) for r in runs) else "")
+    return "env steps" + (" (a one-task run at its task's place)" if any(r.position for r in runs) else "")
 
 
 def _breaks(runs: Sequence[Run], group: str) -> list[int]:
@@ -128,7 +122,7 @@ def curves_figure(runs: Sequence[Run]):
     facets = _facets(groups)
     data: dict[tuple[Any, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        offset = _position(run)
+        offset = run.position
         for segment in run.segments:
             row = segment.task if rows != [None] else None
             for step, value in zip(segment.steps, segment.returns):
@@ -171,7 +165,7 @@ def plasticity_figure(runs: Sequence[Run], tracked: Sequence[str]):
                 by_step: dict[float, list[float]] = defaultdict(list)
                 for run in (r for r in runs if r.group == group):
                     for step, value in run.scalars.get(tag, []):
-                        by_step[step + _position(run)].append(value)
+                        by_step[step + run.position].append(value)
                         values.append(value)
                 if by_step:
                     draw_mean(ax, by_step, group, plt.cm.tab10(k % 10), _breaks(runs, group))

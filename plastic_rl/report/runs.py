@@ -96,6 +96,12 @@ class Run:
         value = self.config.get("env.kwargs.first_task", 0)
         return int(value) if isinstance(value, int) or str(value).isdigit() else 0
 
+    @property
+    def position(self) -> int:
+        """Where its steps sit in the sequence: a run of one task of a sequence (``fresh``) at its task's slot."""
+        every, total = self.switch_every, self.total
+        return self.first_task * every if every and total is not None and total <= every else 0
+
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(tree, dict):

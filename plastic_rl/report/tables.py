@@ -16,6 +16,7 @@ import numpy as np
 
 from plastic_rl.report.runs import METRICS, TRACKED
 from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, SEED_RULE, not_enough
+from plastic_rl.report.switches import switch_section
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -120,6 +121,7 @@ def write(out: Path, runs, result, by, reference, baseline, title, hit_window) -
             rows.append([f"`{group}`", len(stats), total["switches"], total["hits"], total["false_alarms"], total["alarms"],
                          _fmt(float(np.mean(delays)), 4) if delays else ""])  # fmt: skip
         lines += [markdown_table(["group", "runs", "switches", "hits", "false alarms", "alarms", "mean delay (env steps)"], rows), ""]
+    lines += switch_section(result.get("switches", []))
     lines += ["![IQM](iqm.png)", "", "![curves](curves.png)", ""]
     if any(r.scalars.get(t) for r in runs for t in TRACKED):
         lines += ["![plasticity](plasticity.png)", ""]
