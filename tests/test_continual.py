@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from plastic_rl import report
 from plastic_rl.agents import PlasticDQN
@@ -64,6 +65,11 @@ def test_minatar_suites_end_to_end(tmp_path, suite, extra):
         reset = PlasticDQN.load(out / "runs" / "reset_seed0" / "final_model.zip")
         # at each switch the sequence announced: 300, and 600 (the last step wraps around to the first game)
         assert reset.plasticity.interventions == 2
+        # the fresh agent of the first game explores as the sequence does there: it is SB3's agent on that game, exactly
+        fresh = PlasticDQN.load(out / "runs" / "fresh_task0_seed0" / "final_model.zip")
+        at_switch = PlasticDQN.load(next((out / "runs" / "none_seed0" / "checkpoints").glob("*300.zip")))
+        assert fresh.exploration_rate == pytest.approx(at_switch.exploration_rate) and 0.1 < fresh.exploration_rate < 1
+        assert all(torch.equal(a, b) for a, b in zip(fresh.policy.state_dict().values(), at_switch.policy.state_dict().values()))
 
 
 def test_atari_sequence_composes_and_runs_a_few_steps(tmp_path):
