@@ -203,6 +203,8 @@ def test_claims_give_the_plasticity_gap_at_each_position_of_the_sequence(tmp_pat
                    "25.0 +- 0.5 (n=3); below `fresh` by more than the seed spread |")  # fmt: skip
     assert "| `fresh` |" not in text and "Plasticity gap per position" not in claims_for(tmp_path, [0, 1, 2])
     assert "25.0 +- n/a (1 seed); verdict n/a (1 seed)" in claims_for(tmp_path, [0], fresh=True)
+    result = {"tasks": [0, 1], "tables": {"auc": {"fresh": {(0, 0): 1.0, (0, 1): 2.0}}}}
+    assert continual.gaps_by_position(result, ["fresh"], "fresh") == []  # the reference alone: no empty table
 
 
 def test_claims_need_two_seeds_for_an_interval_and_three_for_a_verdict(tmp_path):

@@ -128,6 +128,8 @@ def gaps_by_position(result: dict[str, Any], arms: list[str], reference: str) ->
             n = min(len({s for s, t in table[arm] if t == task}), len({s for s, t in table[reference] if t == task}))
             cells.append("–" if gap is None else f"{spread_cell(gap[0], gap[1], n)}; {gap_verdict(gap[0], gap[1], reference, n)}")
         rows.append([f"`{arm}`", *cells])
+    if not rows:  # the reference alone: nothing to compare
+        return []
     header = ["arm", *(f"task {t}" for t in tasks)]
     return [f"Plasticity gap per position in the sequence (`{reference}` minus the arm on task k alone, AUC in returns, "
             "mean +- std over seeds; task 0 is played first):", "",
