@@ -432,6 +432,35 @@ def test_on_task_switch_intervenes_at_every_switch(kind):
         PlasticDQN("MlpPolicy", seq, learning_starts=16, plasticity="elr").learn(64, callback=OnTaskSwitch(intervene=True))
 
 
+def test_a_fresh_buffer_at_each_switch_empties_it_and_waits_learning_starts(tmp_path):
+    """OnTaskSwitch(fresh_buffer=True): at a switch the replay buffer holds nothing of the old task and the
+    agent takes no gradient step for learning_starts env steps, as a new agent; saved, resumed, refused for PPO."""
+    from plastic_rl.envs import OnTaskSwitch
+
+    class Updates(OnTaskSwitch):
+        def __init__(self):
+            super().__init__(rewarm=False, fresh_buffer=True)
+            self.updates = {}
+
+        def _on_step(self):
+            result = super()._on_step()
+            self.updates[self.num_timesteps] = self.model._n_updates
+            return result
+
+    seq = permuted_cartpole(n_envs=1, n_tasks=2, switch_every=100)
+    model = PlasticDQN("MlpPolicy", seq, learning_starts=20, train_freq=1, buffer_size=1000, seed=0, plasticity="none")
+    callback = Updates()
+    model.learn(150, callback=callback)
+    assert callback.switches == [100] and model.learning_starts == 120 and model.learning_starts_per_task == 20
+    assert model.replay_buffer.size() == 150 - 100 + 1  # the switch step's transition and the 50 after it
+    n = callback.updates  # seen while collecting a step: the gradient steps taken after the steps before it
+    assert n[22] > n[21] == 0 and n[100] == n[121] and n[122] > n[121]  # trains after 20, then none from the switch to 120
+    model.save(tmp_path / "m.zip")
+    assert PlasticDQN.load(tmp_path / "m.zip").learning_starts_per_task == 20  # a resumed run keeps the first value
+    with pytest.raises(ValueError, match=r"OnTaskSwitch\(fresh_buffer=True\) needs an off-policy agent .*PlasticPPO has none"):
+        PlasticPPO("MlpPolicy", seq, n_steps=32, batch_size=32).learn(32, callback=OnTaskSwitch(fresh_buffer=True))
+
+
 class RecordFactor(RewarmOnSwitch):
     """RewarmOnSwitch that also records (num_timesteps, lr factor) at the start of every rollout."""
 

@@ -259,6 +259,10 @@ class OnTaskSwitch(BaseCallback):
         ``rewarm_on_switch`` attribute (``TaskSequence(..., rewarm_on_switch=...)``; True if absent).
     :param intervene: run the agent's configured intervention (``plasticity={"intervention": "redo",
         "every": 0}``: ReDo, Shrink & Perturb or a reset) at every switch.
+    :param fresh_buffer: an off-policy agent empties its replay buffer at every switch and waits
+        ``learning_starts`` env steps (random actions, no training) before it trains again, as a new agent
+        does at its start: the control that separates what the network lost (its plasticity) from the
+        old tasks' data in its buffer. ValueError at the start for an agent without a replay buffer.
     :param verbose: 1 prints a line at every switch (what was done there); 0 prints nothing.
 
     Either way each switch is logged (``env/task_index``) and noted in ``self.switches``
@@ -269,10 +273,11 @@ class OnTaskSwitch(BaseCallback):
     intervention runs between rollouts, never inside ``train()``.
     """
 
-    def __init__(self, rewarm: bool | None = None, intervene: bool = False, verbose: int = 0):
+    def __init__(self, rewarm: bool | None = None, intervene: bool = False, verbose: int = 0, fresh_buffer: bool = False):
         super().__init__(verbose)
         self.rewarm = rewarm
         self.intervene = intervene
+        self.fresh_buffer = fresh_buffer
         self.switches: list[int] = []
         self.rewarms: list[int] = []
         self.interventions: list[int] = []
@@ -295,6 +300,13 @@ class OnTaskSwitch(BaseCallback):
             warnings.warn(f"{name}: this agent's plasticity has no intervention; none runs at task switches", stacklevel=2)
             intervene = False
         self._rewarming, self._intervening = rewarm, intervene
+        if self.fresh_buffer:
+            if getattr(self.model, "replay_buffer", None) is None:
+                raise ValueError(
+                    f"{name}(fresh_buffer=True) needs an off-policy agent (a replay buffer); {type(self.model).__name__} has none"
+                )
+            if not hasattr(self.model, "learning_starts_per_task"):  # saved with the model: a resumed run keeps the first value
+                self.model.learning_starts_per_task = self.model.learning_starts  # type: ignore[attr-defined]
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or ()
@@ -313,6 +325,11 @@ class OnTaskSwitch(BaseCallback):
             plasticity.intervene()
             self.interventions.append(self.num_timesteps)
             done.append(plasticity.config.intervention)
+        if self.fresh_buffer:  # SB3 samples random actions and skips training while num_timesteps < learning_starts
+            model: Any = self.model
+            model.replay_buffer.reset()
+            model.learning_starts = self.num_timesteps + model.learning_starts_per_task
+            done.append("replay buffer emptied")
         if self.verbose:
             print(f"task switch -> {switch} at step {self.num_timesteps}" + (f" ({', '.join(done)})" if done else ""))
         return True

@@ -30,7 +30,8 @@ while a task holds, re-warm at each announced switch), ``norm-shrink`` (the defa
 shrunk back at each switch, never projected), ``norm-rewarm-lr`` (the default with the lr re-warmed at each
 switch, x1 -> x2 over 1,000 optimizer steps and back over 9,000), ``redo`` (every 1000 optimizer steps),
 ``shrink-perturb`` and ``reset`` (the output heads) at each announced switch (single games: every
-fifth of the run). The re-warm arms' cycle is a fixed number of optimizer steps, 1/2.3 of a task's,
+fifth of the run); in a DQN sequence any arm but ``fresh`` + ``-fb`` (``none-fb``): that arm with its
+replay buffer emptied at each switch and ``learning_starts`` steps of waiting, as a new agent has. The re-warm arms' cycle is a fixed number of optimizer steps, 1/2.3 of a task's,
 so cycles do not line up with the switches; ``elr-on-switch``, ``shrink-perturb`` and ``reset`` are
 told where the switches are, the others are not.
 
@@ -60,19 +61,21 @@ from plastic_rl.tools.continual_suites import (
     ARMS,
     CONSTANT_LR_ARMS,
     ELR_ARMS,
+    FRESH_BUFFER,
     INTERVENTION_ARMS,
     MINATAR_GAMES,
     Suite,
     arm_overrides,
     epsilons,
     fresh_exploration,
+    is_arm,
     jobs,
     make_suite,
 )
 
 __all__ = ["ARMS", "CONSTANT_LR_ARMS", "ELR_ARMS", "INTERVENTION_ARMS", "LAUNCHERS", "MINATAR_GAMES", "Suite", "arm_overrides",
-           "claims", "epsilons", "fresh_exploration", "from_rows", "gap_verdict", "gaps_by_position", "jobs", "main",
-           "make_suite", "switches_csv"]  # fmt: skip
+           "claims", "epsilons", "fresh_exploration", "from_rows", "gap_verdict", "gaps_by_position", "is_arm", "jobs", "main",
+           "make_suite", "switches_csv", "FRESH_BUFFER"]  # fmt: skip
 LAUNCHERS = ("joblib", "basic", "submitit_local", "submitit_slurm", "ray")
 
 
@@ -238,9 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ValueError:
         parser.error(f"--seeds={args.seeds!r}: give '0-4' or '0,1,2'")
     arms = list(ARMS) if args.arms.strip() == "all" else [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = [a for a in arms if a not in ARMS]
+    unknown = [a for a in arms if not is_arm(a)]
     if unknown:
-        parser.error(f"--arms: {unknown} unknown; accepted: {', '.join(ARMS)}")
+        parser.error(f"--arms: {unknown} unknown; accepted: {', '.join(ARMS)}, and any of them but fresh + '-fb' (DQN sequences)")
     for key in ("tasks", "jobs", "threads", "eval_episodes", "reps"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')}={getattr(args, key)} must be >= 1")
@@ -250,6 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.replay_ratio <= 0 or args.replay_ratio > 1:
         parser.error(f"--replay-ratio={args.replay_ratio} must be in (0, 1]")
     suite = make_suite(args)
+    if suite.exploration is None and any(a.endswith(FRESH_BUFFER) and a not in ARMS for a in arms):
+        parser.error(f"--arms: the '-fb' arms (a fresh replay buffer at each switch) need a DQN sequence suite, not {suite.name}")
     if not suite.sequence:
         arms = [a for a in arms if a not in ("fresh", "elr-on-switch")]  # no switches: no reference, nothing to announce
     elif suite.tasks < 2:

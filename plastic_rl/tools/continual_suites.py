@@ -113,8 +113,26 @@ def fresh_exploration(suite: Suite, task: int) -> list[str]:
             f"agent.kwargs.exploration_fraction={(decay - begin) / suite.steps_per_task:.6g}"]  # fmt: skip
 
 
+FRESH_BUFFER = "-fb"  # an arm + "-fb": its replay buffer emptied at each switch (OnTaskSwitch(fresh_buffer=True))
+
+
+def is_arm(arm: str) -> bool:
+    """One of ``ARMS``, or one of them (not ``fresh``) + ``-fb``."""
+    return arm in ARMS or (arm.endswith(FRESH_BUFFER) and arm[: -len(FRESH_BUFFER)] in ARMS and arm != "fresh" + FRESH_BUFFER)
+
+
 def arm_overrides(arm: str, suite: Suite) -> list[str]:
-    """The ``plastic_rl.train`` overrides of one arm (on top of the suite's)."""
+    """The ``plastic_rl.train`` overrides of one arm (on top of the suite's).
+
+    ``<arm>-fb`` (DQN sequences): the arm with its replay buffer emptied at each switch and
+    ``learning_starts`` steps of waiting after it, as a new agent has: what is left of its gap to ``fresh``
+    is its network's, not the old games' data in its buffer.
+    """
+    if arm.endswith(FRESH_BUFFER) and arm not in ARMS:
+        if suite.exploration is None or not is_arm(arm):
+            raise ValueError(f"arm {arm!r}: '-fb' (a fresh replay buffer at each switch) needs a DQN sequence suite and an arm "
+                             f"of {', '.join(a for a in ARMS if a != 'fresh')}")  # fmt: skip
+        return [*arm_overrides(arm[: -len(FRESH_BUFFER)], suite), "++env.fresh_buffer_on_switch=true"]
     period = max(10, round(suite.optimizer_steps_per_task / 2.3))
     warmup = max(1, period // 10)
     schedule = [f"plasticity.period={period}", f"plasticity.warmup={warmup}", f"plasticity.decay={period - warmup}"]

@@ -163,10 +163,11 @@ def make_callbacks(cfg: DictConfig, run_dir: Path, model, env, eval_env, replay_
         callbacks.append(EvalCallback(eval_env, cfg.eval_freq, cfg.eval_episodes, csv_path=run_dir / EVALUATIONS,
                                       eval_tasks=cfg.eval_tasks))  # fmt: skip
     rewarm, intervene = rewarm_on_switch(cfg), bool(cfg.env.get("intervene_on_switch"))
-    if rewarm or intervene:
+    fresh_buffer = bool(cfg.env.get("fresh_buffer_on_switch"))
+    if rewarm or intervene or fresh_buffer:
         from plastic_rl.envs import OnTaskSwitch
 
-        callbacks.append(OnTaskSwitch(rewarm=rewarm, intervene=intervene))
+        callbacks.append(OnTaskSwitch(rewarm=rewarm, intervene=intervene, fresh_buffer=fresh_buffer))
     return CallbackList(callbacks)
 
 

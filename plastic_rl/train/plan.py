@@ -63,6 +63,12 @@ def check(cfg: DictConfig) -> None:
         fail(f"eval_tasks={cfg.eval_tasks!r} is not accepted; accepted: {', '.join(EVAL_TASKS)}")
     if cfg.env.get("rewarm_on_switch") not in (None, True, False, "auto"):
         fail(f"env.rewarm_on_switch={cfg.env.rewarm_on_switch!r} is not accepted; accepted: true, false, auto")
+    if cfg.env.get("fresh_buffer_on_switch") not in (None, True, False):
+        fail(f"env.fresh_buffer_on_switch={cfg.env.fresh_buffer_on_switch!r} is not accepted; accepted: true, false")
+    if cfg.env.get("fresh_buffer_on_switch") and registry.ALGOS[cfg.agent.algorithm].on_policy:
+        fail(
+            f"env.fresh_buffer_on_switch=true needs an off-policy agent (a replay buffer); agent.algorithm={cfg.agent.algorithm!r} has none"
+        )
 
 
 def checkpoints(folder: Path) -> list[Path]:
