@@ -123,6 +123,26 @@ def test_a_fresh_agent_explores_as_the_sequence_does_at_its_position(steps, task
     assert len(continual.jobs(game, "fresh", [0])) == 1
 
 
+def test_a_fresh_buffer_arm_is_its_arm_with_the_buffer_emptied_at_each_switch(capsys):
+    args = argparse.Namespace(suite="minatar-sequence", steps_per_task=100, replay_ratio=1.0, eval_freq=None, eval_episodes=1,
+                              tasks=2, games=continual.MINATAR_GAMES, hydra=[])  # fmt: skip
+    suite = continual.make_suite(args)
+    for arm in ("none", "norm-rewarm", "none-8x", "reset"):
+        assert continual.arm_overrides(f"{arm}-fb", suite) == [*continual.arm_overrides(arm, suite), "++env.fresh_buffer_on_switch=true"]
+    assert continual.jobs(suite, "none-fb", [0])[0][-1] == "run_name=none-fb_seed${seed}"
+    assert not continual.is_arm("fresh-fb") and not continual.is_arm("bogus-fb") and continual.is_arm("nap-2x-fb")
+    with pytest.raises(ValueError, match="needs a DQN sequence suite"):
+        continual.arm_overrides("none-fb", continual.Suite("p", [], lr=1e-3, tasks=2, steps_per_task=100, optimizer_steps_per_task=10))
+    with pytest.raises(SystemExit):
+        continual.main(["--arms", "none-fb", "--report-only", "--out", "unused"])
+    assert (
+        "the '-fb' arms (a fresh replay buffer at each switch) need a DQN sequence suite, not permuted-cartpole" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        continual.main(["--arms", "fresh-fb", "--report-only", "--out", "unused"])
+    assert "['fresh-fb'] unknown" in capsys.readouterr().err
+
+
 def test_the_elr_decay_arm_is_the_rule_rewarmed_at_each_announced_switch():
     sequence = continual.Suite("s", [], lr=1e-3, tasks=2, steps_per_task=100, optimizer_steps_per_task=100, sequence=True)
     game = continual.Suite("g", [], lr=1e-4, tasks=1, steps_per_task=100, optimizer_steps_per_task=100, sequence=False)
