@@ -227,6 +227,21 @@ def test_claims_give_the_plasticity_gap_at_each_position_of_the_sequence(tmp_pat
     assert continual.gaps_by_position(result, ["fresh"], "fresh") == []  # the reference alone: no empty table
 
 
+def test_claims_compare_the_fresh_buffer_arms_among_themselves(tmp_path):
+    """The -fb arms get their own "best ELR arm against the best constant lr", never mixed with the others."""
+    from test_report import make_run
+
+    root = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        for arm, base in (("none", 10), ("elr", 100), ("none-fb", 20), ("norm-rewarm-fb", 30)):
+            make_run(root, f"{arm}_s{seed}", arm, seed, {0: [base + seed, base], 1: [base, base + seed]})
+    result = report.report([root], root / "report", by=["arm"], baseline="none", reps=50, scalars=False, log=lambda *_: None)
+    text = "\n".join(continual.claims(result, ["none", "elr", "none-fb", "norm-rewarm-fb"], "(none)", 50))
+    assert "Best ELR arm `elr` against the best constant-lr `none` arm `none`: raw-AUC IQM 100.500 (n=3) vs 10.500 (n=3)" in text
+    assert "Best ELR arm `norm-rewarm-fb` against the best constant-lr `none` arm `none-fb`: raw-AUC IQM 30.500 (n=3) vs 20.500" in text
+    assert "- `norm-rewarm-fb`: 30.5 [" in text
+
+
 def test_claims_need_two_seeds_for_an_interval_and_three_for_a_verdict(tmp_path):
     """22.2: one seed: no CI and no verdict; two: a CI but no verdict; three: both."""
     one = claims_for(tmp_path, [0], fresh=True)

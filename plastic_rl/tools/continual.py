@@ -145,11 +145,7 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
     Every number says how many seeds it rests on; an interval needs ``MIN_SEEDS_INTERVAL`` seeds per
     group and a verdict ``MIN_SEEDS_VERDICT`` (``report.stats.SEED_RULE``), else it reads ``n/a (k seeds)``.
     """
-    from rliable import library as rly
-    from rliable import metrics
-
-    from plastic_rl import report
-    from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, MIN_SEEDS_VERDICT, SEED_RULE, not_enough
+    from plastic_rl.report.stats import SEED_RULE
     from plastic_rl.report.tables import estimate_cell, spread_cell
 
     lines = [SEED_RULE, ""]
@@ -169,33 +165,18 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
     label = "normalized-AUC IQM" if result["normalized"]["auc"] else "raw-AUC IQM"
     if not result["normalized"]["auc"]:
         lines += ["Nothing is normalized (no reference arm, or one that never scores): every AUC below is in raw returns.", ""]
-    elr = [a for a in ELR_ARMS if a in scores]
-
-    def relative(x, y):
-        return np.array([metrics.aggregate_iqm(x) / metrics.aggregate_iqm(y) - 1.0])
 
     # the issue's target (against SB3's own agent at its best constant lr), then the matched control
-    # (the same normalized, projected network at its best constant lr: what re-warming alone adds)
-    for controls, what in (([a for a in CONSTANT_LR_ARMS if a in scores], "constant-lr `none`"),
-                           ([a for a in ("nap", "nap-2x", "nap-4x") if a in scores], "constant-lr `nap` (the same network)")):  # fmt: skip
-        if not (controls and elr):
-            continue
-        best_control = max(controls, key=lambda a: iqm[a][0])
-        best_elr = max(elr, key=lambda a: iqm[a][0])
-        n = min(len(scores[best_elr]), len(scores[best_control]))
-        d = float(relative(scores[best_elr], scores[best_control])[0])
-        if n >= MIN_SEEDS_INTERVAL:
-            with report.seeded_numpy(0):
-                _, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps)
-            low, high = float(ci["d"][0][0]), float(ci["d"][1][0])
-            interval = f"95% CI {100 * low:+.1f}% to {100 * high:+.1f}%"
-        else:
-            interval = f"95% CI {not_enough(n)}"
-        verdict = f"**{'yes' if d >= 0.2 and low > 0 else 'no'}**" if n >= MIN_SEEDS_VERDICT else not_enough(n)
-        lines += [f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: {label} "
-                  f"{iqm[best_elr][0]:.3f} (n={len(scores[best_elr])}) vs {iqm[best_control][0]:.3f} (n={len(scores[best_control])}), "
-                  f"{100 * d:+.1f}% ({interval}); >= +20% with the lower bound above 0: {verdict}.", ""]  # fmt: skip
-    others = [a for a in (*ELR_ARMS, *INTERVENTION_ARMS) if a in iqm]
+    # (the same normalized, projected network at its best constant lr: what re-warming alone adds);
+    # the fresh-buffer arms (-fb) against their own kind
+    for suffix in ("", FRESH_BUFFER):
+        elr = [a + suffix for a in ELR_ARMS if a + suffix in scores]
+        for controls, what in (([a + suffix for a in CONSTANT_LR_ARMS if a + suffix in scores], "constant-lr `none`"),
+                               ([a + suffix for a in ("nap", "nap-2x", "nap-4x") if a + suffix in scores],
+                                "constant-lr `nap` (the same network)")):  # fmt: skip
+            if controls and elr:
+                lines += [best_against(scores, iqm, elr, controls, what, label, reps), ""]
+    others = [a for base in (*ELR_ARMS, *INTERVENTION_ARMS) for a in (base, base + FRESH_BUFFER) if a in iqm]
     if others:
         lines += [f"ELR arms and the interventions side by side ({label} [95% CI]):", ""]
         lines += [
@@ -203,6 +184,35 @@ def claims(result: dict[str, Any], arms: list[str], reference: str, reps: int) -
         ]
         lines.append("")
     return lines
+
+
+def best_against(scores: dict[str, Any], iqm: dict[str, Any], elr: list[str], controls: list[str], what: str, label: str, reps: int) -> str:
+    """The best of the ``elr`` arms against the best of the ``controls`` (by IQM): the relative IQM, its
+    bootstrap CI and the issue's verdict (>= +20% with the lower bound above 0), each only with the seeds for it."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    from plastic_rl import report
+    from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, MIN_SEEDS_VERDICT, not_enough
+
+    def relative(x, y):
+        return np.array([metrics.aggregate_iqm(x) / metrics.aggregate_iqm(y) - 1.0])
+
+    best_control = max(controls, key=lambda a: iqm[a][0])
+    best_elr = max(elr, key=lambda a: iqm[a][0])
+    n = min(len(scores[best_elr]), len(scores[best_control]))
+    d = float(relative(scores[best_elr], scores[best_control])[0])
+    if n >= MIN_SEEDS_INTERVAL:
+        with report.seeded_numpy(0):
+            _, ci = rly.get_interval_estimates({"d": (scores[best_elr], scores[best_control])}, relative, reps=reps)
+        low, high = float(ci["d"][0][0]), float(ci["d"][1][0])
+        interval = f"95% CI {100 * low:+.1f}% to {100 * high:+.1f}%"
+    else:
+        interval = f"95% CI {not_enough(n)}"
+    verdict = f"**{'yes' if d >= 0.2 and low > 0 else 'no'}**" if n >= MIN_SEEDS_VERDICT else not_enough(n)  # 3 > 2: low is set
+    return (f"Best ELR arm `{best_elr}` against the best {what} arm `{best_control}`: {label} "
+            f"{iqm[best_elr][0]:.3f} (n={len(scores[best_elr])}) vs {iqm[best_control][0]:.3f} (n={len(scores[best_control])}), "
+            f"{100 * d:+.1f}% ({interval}); >= +20% with the lower bound above 0: {verdict}.")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
