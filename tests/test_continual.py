@@ -225,6 +225,11 @@ def test_claims_give_the_plasticity_gap_at_each_position_of_the_sequence(tmp_pat
     assert "25.0 +- n/a (1 seed); verdict n/a (1 seed)" in claims_for(tmp_path, [0], fresh=True)
     result = {"tasks": [0, 1], "tables": {"auc": {"fresh": {(0, 0): 1.0, (0, 1): 2.0}}}}
     assert continual.gaps_by_position(result, ["fresh"], "fresh") == []  # the reference alone: no empty table
+    from plastic_rl.report.tables import score_sections
+
+    alone = report.summarize({**result["tables"], "final": result["tables"]["auc"]}, "fresh", None, 20)
+    text = "\n".join(score_sections(alone, "fresh", None))
+    assert "No group but the reference `fresh`: nothing to normalize." in text and "| `fresh` | 1.0 +- n/a (1 seed) |" in text
 
 
 def test_claims_compare_the_fresh_buffer_arms_among_themselves(tmp_path):

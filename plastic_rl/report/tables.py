@@ -159,7 +159,7 @@ def score_sections(result: dict[str, Any], reference: str | None, baseline: str 
                 gap = result["gap"].get(metric, {}).get(group)
                 row += [spread_cell(gap[0], gap[1], seeds[group]) if gap else ""]
             rows.append(row)
-        lines += [markdown_table(header, rows), ""]
+        lines += [markdown_table(header, rows), ""] if rows else [f"No group but the reference `{reference}`: nothing to normalize.", ""]
         per_task, counts = result["per_task"][metric], result["per_task_seeds"][metric]
         shown = sorted({t for cells in per_task.values() for t in cells}, key=lambda t: (type(t).__name__, t))
         lines += [f"Per task, raw {metric} (mean +- std over seeds, n seeds):", ""]
