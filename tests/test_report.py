@@ -269,8 +269,9 @@ def test_how_far_a_run_got_reads_final_model_and_checkpoints(tmp_path):
 @pytest.mark.parametrize("group, family", [
     *[(a, "SB3 (constant lr)") for a in ("none", "none-2x", "none-4x", "none-8x", "fresh")],
     *[(a, "normalized (NaP)") for a in ("nap", "nap-2x", "nap-4x")],
-    *[(a, "ELR") for a in ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "elr-anything")],
+    *[(a, "ELR") for a in ("elr", "elr-cusum", "elr-on-switch", "elr-decay", "elr-anything", "norm-rewarm", "norm-shrink")],
     *[(a, "interventions") for a in ("redo", "shrink-perturb", "reset")],
+    *[(a, "fresh replay buffer at each switch (-fb)") for a in ("none-fb", "norm-rewarm-fb", "reset-fb")],
     ("elr,0.001", "ELR"), ("nonesuch", "other"),
 ])  # fmt: skip
 def test_the_family_rule(group, family):

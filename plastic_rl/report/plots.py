@@ -19,7 +19,7 @@ import numpy as np
 
 from plastic_rl.report.runs import TRACKED, Run
 
-FAMILIES = ("SB3 (constant lr)", "normalized (NaP)", "ELR", "interventions", "other")
+FAMILIES = ("SB3 (constant lr)", "normalized (NaP)", "ELR", "interventions", "fresh replay buffer at each switch (-fb)", "other")
 INTERVENTIONS = ("redo", "shrink-perturb", "reset")
 RATIO_FLOOR = 0.05  # ratios all below it are drawn on [0, RATIO_FLOOR], the rest on [0, 1]
 MARKER_POINTS = 25  # lines of at most this many points get markers
@@ -30,21 +30,25 @@ def family(group: str) -> str:
     """The family of an arm (a group of the report), the facet its curves are drawn in.
 
     ``fresh``, ``none`` and ``none-<k>x``: SB3's agent at a constant lr; ``nap`` and ``nap-*``: the
-    normalized network; ``elr`` and any ``elr-*``: ELR; ``redo``, ``shrink-perturb``, ``reset``: the
-    interventions; anything else: other. A group of several keys (``--by a,b``) goes by its first value.
+    normalized network; ``elr``, any ``elr-*`` and the default's rules ``norm-*``: ELR; ``redo``,
+    ``shrink-perturb``, ``reset``: the interventions; any arm + ``-fb`` (``tools/continual``'s fresh
+    replay buffer at each switch): its own family; anything else: other. A group of several keys
+    (``--by a,b``) goes by its first value.
 
     :param group: the group's name (``Run.group``)
     """
     name = group.split(",")[0].strip().lower()
+    if name.endswith("-fb"):
+        return FAMILIES[4]
     if name in ("none", "fresh") or re.fullmatch(r"none-\d+x", name):
         return FAMILIES[0]
     if name == "nap" or name.startswith("nap-"):
         return FAMILIES[1]
-    if name == "elr" or name.startswith("elr-"):
+    if name == "elr" or name.startswith(("elr-", "norm-")):
         return FAMILIES[2]
     if name in INTERVENTIONS:
         return FAMILIES[3]
-    return FAMILIES[4]
+    return FAMILIES[5]
 
 
 def ratio_axis(values: Sequence[float]) -> tuple[float, str]:
