@@ -59,3 +59,15 @@ def test_the_report_writes_them_from_tensorboard(tmp_path):
                                                                                 (0, 2 * SWITCH, 20.0), (1, 2 * SWITCH, 21.0)]  # fmt: skip
     assert read_switch_rows(tmp_path / "out" / "switches.csv") == result["switches"]
     assert "## Plasticity at each switch" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_plasticity_plot_bins_steps_so_seeds_that_log_apart_share_points():
+    from plastic_rl.report.plots import binned, mean_band
+
+    a = run("none", 0, 300, points=[(10, 1.0), (45, 2.0), (290, 5.0)])  # bins of 300 / 6 = 50: edges 50, ..., 300
+    b = run("none", 1, 300, points=[(30, 4.0), (300, 7.0)])
+    fresh = run("fresh", 0, 100, first_task=2, points=[(20, 9.0)])  # task 2 alone: its step 20 is the sequence's 220
+    assert binned([a, b], "plasticity/elr", bins=6) == {50: [2.0, 4.0], 300: [5.0, 7.0]}  # each run's last value per bin
+    assert binned([fresh], "plasticity/elr", bins=6) == {222: [9.0]}  # at 220: bins of ceil(220 / 6) = 37, right edge 6 x 37
+    xs, mean, low, high = mean_band({1.0: [1e-3, 3e-3]}, positive=True)
+    assert mean[0] == 2e-3 and low[0] == 1e-3 and high[0] > 3e-3  # a log axis: the band stops at the smallest value

@@ -24,6 +24,7 @@ INTERVENTIONS = ("redo", "shrink-perturb", "reset")
 RATIO_FLOOR = 0.05  # ratios all below it are drawn on [0, RATIO_FLOOR], the rest on [0, 1]
 MARKER_POINTS = 25  # lines of at most this many points get markers
 RATIO_TAGS = ("plasticity/dormant_ratio",)
+PLASTICITY_BINS = 60  # the steps of the plasticity plot are cut into this many bins (``binned``)
 
 
 def family(group: str) -> str:
@@ -59,22 +60,42 @@ def ratio_axis(values: Sequence[float]) -> tuple[float, str]:
     return top, f"fixed axis 0-{top:g}"
 
 
-def mean_band(points: dict[float, list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mean_band(points: dict[float, list[float]], positive: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """x, mean, band low, band high of values per x: the band is the 95% t-interval of the mean over
-    the values at that x, NaN where there is a single value (no band for one seed)."""
+    the values at that x, NaN where there is a single value (no band for one seed).
+
+    :param positive: a quantity drawn on a log axis: the band never goes below the smallest value at that x
+    """
     from scipy import stats
 
     xs = np.array(sorted(points), dtype=float)
     mean = np.array([np.mean(points[x]) for x in xs])
     half = np.array([stats.t.ppf(0.975, len(points[x]) - 1) * np.std(points[x], ddof=1) / math.sqrt(len(points[x]))
                      if len(points[x]) > 1 else math.nan for x in xs])  # fmt: skip
-    return xs, mean, mean - half, mean + half
+    low = np.maximum(mean - half, [min(points[x]) for x in xs]) if positive else mean - half
+    return xs, mean, low, mean + half
 
 
-def draw_mean(ax, points: dict[float, list[float]], label: str, color, breaks: Sequence[float] = ()) -> None:
+def binned(runs: Sequence[Run], tag: str, bins: int = PLASTICITY_BINS) -> dict[float, list[float]]:
+    """x -> the runs' values of ``tag``, each run's last value in each of ``bins`` equal bins of the steps
+    (x: a bin's right edge): runs that log at different steps (on their own log writes) share points,
+    so the mean and band at x are over the seeds, not over whichever run happened to log there."""
+    end = max((s + r.position for r in runs for s, _ in r.scalars.get(tag, [])), default=0)
+    width = max(1, math.ceil(end / bins))
+    out: dict[float, list[float]] = defaultdict(list)
+    for run in runs:
+        last = {}
+        for step, value in sorted(run.scalars.get(tag, [])):
+            last[math.ceil((step + run.position) / width) * width] = value
+        for x, value in last.items():
+            out[x].append(value)
+    return out
+
+
+def draw_mean(ax, points: dict[float, list[float]], label: str, color, breaks: Sequence[float] = (), positive: bool = False) -> None:
     """One group's mean line with its band (``mean_band``) on ``ax``; markers when there are few points;
     the line is cut at ``breaks`` (the switches, for a group of one-task runs: its runs are not one line)."""
-    xs, mean, low, high = mean_band(points)
+    xs, mean, low, high = mean_band(points, positive)
     cuts = [i for i in range(1, len(xs)) if any(xs[i - 1] <= b < xs[i] for b in breaks)]
     xs, mean, low, high = (np.insert(a, cuts, np.nan) for a in (xs, mean, low, high))
     n = max(len(v) for v in points.values())
@@ -154,7 +175,8 @@ def curves_figure(runs: Sequence[Run]):
 
 def plasticity_figure(runs: Sequence[Run], tracked: Sequence[str]):
     """The logged ``tracked`` scalars over env steps: one row per tag, one column per family; mean over
-    seeds with 95% band, markers where there are few points; ratios on a fixed axis."""
+    seeds (``binned``: each run's last value per bin) with 95% band, markers where there are few points;
+    ratios on a fixed axis."""
     from matplotlib import pyplot as plt
 
     groups = sorted({r.group for r in runs})
@@ -166,13 +188,10 @@ def plasticity_figure(runs: Sequence[Run], tracked: Sequence[str]):
         for j, facet in enumerate(facets):
             ax = axes[i][j]
             for k, group in enumerate(g for g in groups if family(g) == facet):
-                by_step: dict[float, list[float]] = defaultdict(list)
-                for run in (r for r in runs if r.group == group):
-                    for step, value in run.scalars.get(tag, []):
-                        by_step[step + run.position].append(value)
-                        values.append(value)
+                by_step = binned([r for r in runs if r.group == group], tag)
+                values += [v for vs in by_step.values() for v in vs]
                 if by_step:
-                    draw_mean(ax, by_step, group, plt.cm.tab10(k % 10), _breaks(runs, group))
+                    draw_mean(ax, by_step, group, plt.cm.tab10(k % 10), _breaks(runs, group), positive=tag.endswith("/elr"))
             _mark_switches(ax, switches(runs))
             ax.set_title(f"{tag}: {facet}", fontsize=9)
             ax.grid(alpha=0.3)
