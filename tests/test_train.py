@@ -311,6 +311,26 @@ def test_an_override_that_would_change_a_resumed_runs_config_is_refused(finished
     assert snapshot(cwd) == before
 
 
+def test_a_config_key_the_package_gained_since_a_run_started_does_not_block_its_resume(tmp_path):
+    """A run started before env.fresh_buffer_on_switch existed resumes with `env=NonStationary` (it keeps
+    its saved config); a value the user changes is still refused, in a group or by its key."""
+    from omegaconf import OmegaConf
+
+    from plastic_rl.train.plan import keep_config
+
+    runtime = {"progress_bar": False, "verbose": 0, "device": "cpu", "torch_threads": 1, "resume": "auto"}
+    saved = OmegaConf.create({**runtime, "seed": 0, "env": {"name": "NonStationary", "kwargs": {"n_tasks": 5}}})
+    cfg = OmegaConf.create({**runtime, "seed": 0, "env": {"name": "NonStationary", "kwargs": {"n_tasks": 5},
+                                                           "fresh_buffer_on_switch": False}})  # fmt: skip
+    kept = keep_config(cfg, saved, ["env=NonStationary", "seed=0"], tmp_path)
+    assert "fresh_buffer_on_switch" not in kept.env and kept.env.kwargs.n_tasks == 5
+    changed = OmegaConf.merge(cfg, {"env": {"kwargs": {"n_tasks": 4}}})
+    with pytest.raises(SystemExit):
+        keep_config(changed, saved, ["env=NonStationary"], tmp_path)
+    with pytest.raises(SystemExit):
+        keep_config(OmegaConf.merge(cfg, {"env": {"fresh_buffer_on_switch": True}}), saved, ["env.fresh_buffer_on_switch=true"], tmp_path)
+
+
 def test_resume_skips_a_truncated_checkpoint(tmp_path):  # issue 22.14: it refused to start
     args = ["total_timesteps=768", "checkpoint_freq=256", "eval_freq=0", *QUICK]
     assert train(tmp_path, *args).returncode == 0

@@ -26,6 +26,15 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
+def same_setting(new: Any, old: Any) -> bool:
+    """Whether a config value (plain containers) is the one a run was started with. Only the keys both
+    have are compared: a key the package's configs gained (or lost) since the run started, e.g. a new
+    switch with its off default, is not a change the user asked for, and the run keeps its saved config."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return all(same_setting(new[k], old[k]) for k in new.keys() & old.keys())
+    return bool(new == old)
+
+
 def integer(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
@@ -155,7 +164,7 @@ def keep_config(cfg: DictConfig, saved: DictConfig, overrides: list[str], run_di
         key = override.key_or_group
         if key in ("resume", "run_name", *RUNTIME_KEYS) or key.startswith("hydra"):
             continue
-        if plain(OmegaConf.select(cfg, key)) != plain(OmegaConf.select(saved, key)):
+        if not same_setting(plain(OmegaConf.select(cfg, key)), plain(OmegaConf.select(saved, key))):
             fail(f"resume: {override.input_line} differs from the config {run_dir} was started with ({run_dir}/.hydra/"
                  "config.yaml): a resumed run keeps its config; to change it, start another run_name= from one of its "
                  f"checkpoints (resume={run_dir}/checkpoints/step_N.zip)")  # fmt: skip
