@@ -504,3 +504,14 @@ def test_ppo_cnn_trains_on_atari():
     model = PPO("CnnPolicy", venv, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.learn(256)
     assert model.num_timesteps == 256
+
+
+def test_the_fresh_buffer_example_in_docs_envs_runs():
+    """docs/envs.md's OnTaskSwitch(fresh_buffer=True) example (its asserts are the known answers)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "envs.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "fresh_buffer=True" in b]
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "docs/envs.md", "exec"), {})

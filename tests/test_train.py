@@ -430,6 +430,10 @@ def test_rewarm_on_switch_auto_leaves_a_self_restarting_schedule_alone(tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: env.rewarm_on_switch='sometimes' is not accepted; accepted: true, false, auto"
     )
+    not_a_bool = train(tmp_path, *args, "env.fresh_buffer_on_switch=maybe")
+    assert not_a_bool.returncode == 2 and not_a_bool.stderr.strip() == (
+        "error: env.fresh_buffer_on_switch='maybe' is not accepted; accepted: true, false"
+    )
     on_policy = train(tmp_path, *args, "env.fresh_buffer_on_switch=true")
     assert on_policy.returncode == 2 and on_policy.stderr.strip() == (
         "error: env.fresh_buffer_on_switch=true needs an off-policy agent (a replay buffer); agent.algorithm='PlasticPPO' has none"

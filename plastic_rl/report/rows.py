@@ -31,13 +31,14 @@ def rows_of(tables: dict[str, dict[str, dict[tuple[int, Any], float]]], suite: s
              **{m: tables[m][g].get((s, t), "") for m in METRICS if m in tables}} for g, s, t in cells]  # fmt: skip
 
 
-def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Write the rows to ``path`` atomically (a temporary file renamed over it: a kill leaves the old file)."""
+def write_rows(path: str | Path, rows: list[dict], fields: list[str] = FIELDS) -> None:
+    """Write the rows (columns ``fields``) to ``path`` atomically (a temporary file renamed over it: a kill
+    leaves the old file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from plastic_rl.report.rows import write_rows
 from plastic_rl.report.runs import TRACKED, Run
 from plastic_rl.report.stats import MIN_SEEDS_INTERVAL, not_enough
 
@@ -52,15 +52,8 @@ def switch_rows(runs: Sequence[Run], tags: Sequence[str] = TRACKED) -> list[dict
 
 
 def write_switch_rows(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write the rows to ``path`` atomically (a kill leaves the old file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Write the rows to ``path`` atomically (``rows.write_rows``: a kill leaves the old file)."""
+    write_rows(path, rows, FIELDS)
 
 
 def read_switch_rows(path: str | Path) -> list[dict[str, Any]]:
