@@ -42,11 +42,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic_rl.flat_params import FlatParams, layer_slots
+from plastic_rl.flat_params import FlatParams, SmallRescale, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
-from plastic_rl.projection import GAIN_MODES, projected_parameters, scale_invariant_layers, select
+from plastic_rl.projection import GAIN_MODES, check_projectable, projected_parameters, scale_invariant_layers, select
 from plastic_rl.rescale import follow, mirror_groups, state_powers, unknown_state_warning
-from plastic_rl.schedules import (
+from plastic_rl.schedules import (  # re-exported
     CusumRewarm,
     CyclicRewarm,
     ImplicitDecay,
@@ -150,14 +150,13 @@ class ELR:
 
         norms = self._norms(self._flat.views)
         self.init_norms = norms[self._first_projected :].clone()
-        self._check_finite(self.init_norms.tolist(), "at construction")
+        check_projectable(self._projected_names, self.init_norms.tolist(), "at construction")
         self.steps = 0  # calls to step()
         self._fresh = False  # a measured optimizer step has run since the last step() call
-        # True while the projected layers are exactly at their initial norms (the last step() projected
-        # them and nothing re-pointed them since), so ||W_{t-1}|| needs no pass over them.
-        self._at_init_norms = False
+        self._at_init_norms = False  # the projected layers are at their initial norms (_mark_projected): no pass for ||W_{t-1}||
         self._projected_versions: list[int] = []
         self._base_lrs: list[Any] = []
+        self._rescale: SmallRescale | None = None  # for _project_views
         self._factor = self.lr_factor
         self._update_norms = torch.zeros(self._n_measured)
         self._param_norms = norms[: self._n_measured]
@@ -219,25 +218,24 @@ class ELR:
         self.steps += 1
         measured, flat = self._n_measured, self._flat
         project = self.projecting and self.steps % self.project_every == 0
-        views = []
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
-            views += flat.snapshot_views[:measured]
-        elif self._due(self.steps):  # measured, but no optimizer step ran: nothing moved
-            self._update_norms = torch.zeros(measured)
-            self._param_norms = self._norms(flat.views[:measured])
-        if project:
-            views += flat.views[self._first_projected :]
-        norms = self._norms(views)  # one pass of dot products for both
-        if self._fresh:
-            self._update_norms, norms = norms[:measured], norms[measured:]
+            views = flat.snapshot_views[:measured] + (flat.views[self._first_projected :] if project else [])
+            norms = self._norms(views)  # one pass of norms for the update and the projection
+            self._update_norms = norms[:measured]
             self._fresh = False
             self._measure_requested = False
+            if project:
+                self._project(norms[measured:])
+        else:
+            if self._due(self.steps):  # measured, but no optimizer step ran: nothing moved
+                self._update_norms = torch.zeros(measured)
+                self._param_norms = self._norms(flat.views[:measured])
+            if project:
+                self._project_views()
+        self._at_init_norms = False
         if project:
-            self._project(norms)
-        self._at_init_norms = project
-        if project:
-            self._projected_versions = self._versions()
+            self._mark_projected()
         if self.schedule is not None:
             self.schedule.step(loss)
             restarts = self.schedule.restarts()
@@ -258,23 +256,35 @@ class ELR:
     def project_now(self) -> None:
         """Rescale every projected group to its initial norm now."""
         self._sync()
-        self._project(self._norms(self._flat.views[self._first_projected :]))
-        self._at_init_norms = True
-        self._projected_versions = self._versions()
+        self._project_views()
+        self._mark_projected()
 
     def _versions(self) -> list[int]:
-        """The parameters' in-place version counters: whether anything wrote to them since a projection.
-
-        (Projection writes through the flat buffer's views, which leaves the parameters' own counters
-        alone; ``reset_parameters()``, ``p.mul_()`` and indexed writes on a parameter advance it.)
-        """
+        """The parameters' in-place version counters: whether anything (``reset_parameters()``, ``p.mul_()``) wrote to
+        them since a projection, which writes through the flat buffer's views and leaves the counters alone."""
         return [p._version for p in self._flat.params]
+
+    def _mark_projected(self) -> None:
+        """The projected layers are at their initial norms now, until a write: known to the next step if it is measured."""
+        self._at_init_norms = self._due(self.steps + 1)
+        if self._at_init_norms:
+            self._projected_versions = self._versions()
+
+    def _project_views(self) -> None:
+        """``_project`` of the projected groups' current norms, between measurements: ``SmallRescale`` where it applies."""
+        flat = self._flat
+        if flat.small_float32(self._first_projected):
+            if self._rescale is None or self._rescale.targets is not self.init_norms or self._rescale.views[-1] is not flat.views[-1]:
+                self._rescale = SmallRescale(flat.views[self._first_projected :], self.init_norms)  # after a rebuild, a load
+            if self._rescale():
+                return
+        self._project(self._norms(flat.views[self._first_projected :]))  # the general path; raises on a non-finite or zero norm
 
     def _project(self, current: torch.Tensor) -> torch.Tensor:
         """Scale the projected groups, whose norms are ``current``, to their initial norms; returns the factors."""
         factors = self.init_norms / current
         if not all(map(math.isfinite, factors.tolist())):  # a nan, inf or zero norm
-            self._check_finite(current.tolist(), f"at projection (step {self.steps})")
+            check_projectable(self._projected_names, current.tolist(), f"at projection (step {self.steps})")
         torch._foreach_mul_(self._flat.views[self._first_projected :], list(factors.to(self._flat.flat.dtype).unbind()))
         return factors
 
@@ -290,19 +300,9 @@ class ELR:
         current = self._norms(self._flat.views[self._first_projected :])
         factors = self._project(current).tolist()
         follow(self.optimizer, self._flat.current()[self._first_projected :], self._mirrors, factors)
-        self._at_init_norms = True
-        self._projected_versions = self._versions()
+        self._mark_projected()
         self.projecting = self.projecting or self.project == "from-rewarm"
         return dict(zip(self._projected_names, factors))
-
-    def _check_finite(self, norms: list[float], when: str) -> None:
-        for name, value in zip(self._projected_names, norms):
-            if not (math.isfinite(value) and value > 0):
-                what = "non-finite" if not math.isfinite(value) else "zero"
-                raise FloatingPointError(
-                    f"layer {name!r} has a {what} parameter norm ({value}) {when}; "
-                    "a scale-invariant layer needs a finite, non-zero norm to be projected"
-                )
 
     # -- schedule --------------------------------------------------------------------------------
     @property

@@ -7,12 +7,13 @@ kernel over one buffer (snapshot, difference, norms) instead of one per tensor.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
 from torch import nn
 
-__all__ = ["FlatParams", "layer_slots", "norms"]
+__all__ = ["FlatParams", "layer_slots", "norms", "SmallRescale"]
 
 DOT_ABOVE = 1 << 18  # elements; see norms
 ALIGN_BYTES = 64  # where each parameter starts in the flat buffer; see FlatParams.build
@@ -90,10 +91,15 @@ class FlatParams:
         self.params = params
         self.ptrs = [p.data_ptr() for p in params]
         self.bounds = bounds
+        self.large = [b - a > DOT_ABOVE for a, b in bounds]
         self.views = self.segments(self.flat)
         # The one extra buffer: W_{t-1} before an optimizer step, then u_t = W_t - W_{t-1} after it.
         self.snapshot = torch.zeros_like(self.flat)
         self.snapshot_views = self.segments(self.snapshot)
+
+    def small_float32(self, first: int) -> bool:
+        """Whether the groups from ``first`` on are float32 and each within ``_foreach_norm``'s size (see ``norms``)."""
+        return self.flat.dtype == torch.float32 and not any(self.large[first:])
 
     def segments(self, buffer: torch.Tensor) -> list[torch.Tensor]:
         """One view of ``buffer`` per group (a group's parameters, flattened and joined)."""
@@ -133,3 +139,30 @@ def norms(views: list[torch.Tensor]) -> torch.Tensor:
         for i, n in zip(small, torch._foreach_norm([views[i] for i in small])):
             out[i] = n
     return torch.stack(out).float()  # type: ignore[arg-type]  # every entry is set above
+
+
+class SmallRescale:
+    """Scale each of ``views`` (float32, each within ``DOT_ABOVE``) to its norm in ``targets``, in preallocated buffers.
+
+    ``norms``, a division and a rescale, each norm written into a 0-d view of one vector and each factor read from
+    one: on a small MLP, stacking fresh norms into a vector and unbinding the factors again cost more than the norms
+    themselves (``tools/bench_core``). Computes the same float32 values as those steps.
+
+    :param views: the groups to rescale (``FlatParams.views``; ``FlatParams.small_float32`` says whether this applies)
+    :param targets: one norm per view (a float32 vector)
+    """
+
+    def __init__(self, views: list[torch.Tensor], targets: torch.Tensor):
+        self.views, self.targets = views, targets
+        self.current, self.factors = torch.empty_like(targets), torch.empty_like(targets)
+        self._current_views, self._factor_views = list(self.current.unbind()), list(self.factors.unbind())
+
+    def __call__(self) -> bool:
+        """Rescale; False, with nothing scaled, if a factor is not finite (a nan, inf or zero norm: ``current`` has them)."""
+        for view, out in zip(self.views, self._current_views):
+            torch.linalg.vector_norm(view, out=out)
+        torch.div(self.targets, self.current, out=self.factors)
+        if not all(map(math.isfinite, self.factors.tolist())):
+            return False
+        torch._foreach_mul_(self.views, self._factor_views)
+        return True

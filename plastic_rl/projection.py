@@ -7,6 +7,7 @@ the projected parameters (``projected_parameters``). ``ELR`` applies the same ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import nn
 from plastic_rl.flat_params import layer_slots
 from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
 
-__all__ = ["GAIN_MODES", "select", "scale_invariant_layers", "projected_parameters"]
+__all__ = ["GAIN_MODES", "select", "scale_invariant_layers", "projected_parameters", "check_projectable"]
 
 GAIN_MODES = ("project", "none")
 
@@ -98,3 +99,17 @@ def projected_parameters(
     _, chosen, gain_groups = select(model, exclude, include, True, gains)
     slots = [slot for b in chosen for slot in layer_slots(b.layer)] + [slot for _, group in gain_groups for slot in group]
     return [module._parameters[attr] for module, attr in slots]  # type: ignore[misc]  # slots hold parameters
+
+
+def check_projectable(names: list[str], norms: list[float], when: str) -> None:
+    """FloatingPointError naming the first layer whose norm is not finite or is zero: it cannot be scaled to a norm.
+
+    :param names: the projected groups' names; :param norms: their norms; :param when: e.g. ``"at construction"``
+    """
+    for name, value in zip(names, norms):
+        if not (math.isfinite(value) and value > 0):
+            what = "non-finite" if not math.isfinite(value) else "zero"
+            raise FloatingPointError(
+                f"layer {name!r} has a {what} parameter norm ({value}) {when}; "
+                "a scale-invariant layer needs a finite, non-zero norm to be projected"
+            )

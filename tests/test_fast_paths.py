@@ -1,8 +1,10 @@
-"""Issue 24's speed paths compute what the slow ones did: unchecked distributions give the same values, and
-measuring the ELR once per log write logs a fresh measurement at every write."""
+"""Issue 24's speed paths compute what the slow ones did: unchecked distributions give the same values,
+measuring the ELR once per log write logs a fresh measurement at every write, and the projection between
+measurements moves the parameters exactly as the measured one."""
 
 from __future__ import annotations
 
+import copy
 import csv
 
 import gymnasium as gym
@@ -12,9 +14,12 @@ import torch
 from stable_baselines3.common.distributions import make_proba_distribution
 from stable_baselines3.common.logger import configure
 from torch import distributions as td
+from torch import nn
 
 from plastic_rl.agents import PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents.distributions import UNCHECKED, unchecked
+from plastic_rl.elr import ELR
+from plastic_rl.norm import insert_norm
 
 SPACES = {
     "Discrete": gym.spaces.Discrete(4),
@@ -86,3 +91,37 @@ def test_every_log_write_shows_a_fresh_elr_measured_once_per_write(tmp_path):
     assert len(set(values)) == len(values)  # a new measurement at every write, not a stale one
     # one measurement per write (the first train() after it), not one per train() call
     assert calls["measure"] <= len(rows) + 1 < calls["train"] // 5
+
+
+def _trained_twins(dtype: torch.dtype, affine: bool, steps: int = 40) -> tuple[nn.Module, nn.Module, ELR]:
+    """Two copies of one normalized MLP trained by Adam on the same gradients: one measured at every step
+    (projection from the measuring pass's norms), one never measured (``ELR._project_views``); halfway, both are moved."""
+    torch.manual_seed(0)
+    net = insert_norm(nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 2)), affine=affine).to(dtype)
+    twins, elrs = [copy.deepcopy(net) for _ in range(2)], []
+    for model, every in zip(twins, (1, 0)):
+        opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+        elrs.append((opt, ELR(model, opt, measure_every=every)))
+    generator = torch.Generator().manual_seed(1)
+    for step in range(steps):
+        if step == steps // 2:  # re-point every parameter (new storage, same Parameter objects): ELR rebuilds its buffer
+            for model in twins:
+                model.to(torch.float16).to(dtype)
+        grads = [torch.randn(p.shape, generator=generator, dtype=dtype) for p in net.parameters()]
+        for model, (opt, elr) in zip(twins, elrs):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+            elr.step(loss=0.5)
+    return twins[0], twins[1], elrs[1][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("affine", [False, True])
+def test_projection_between_measurements_is_the_measured_projection(dtype, affine):
+    measured, unmeasured, elr = _trained_twins(dtype, affine)
+    assert elr._flat.small_float32(elr._first_projected) is (dtype == torch.float32)  # both paths are taken
+    for a, b in zip(measured.parameters(), unmeasured.parameters()):
+        assert torch.equal(a, b)  # bit for bit: the same norms and factors, kept as 0-d tensors
+    norms = torch.stack([torch.linalg.vector_norm(v.double()) for v in elr._flat.views[elr._first_projected :]])
+    torch.testing.assert_close(norms, elr.init_norms.double(), rtol=1e-5, atol=0)  # and it still projects

@@ -27,8 +27,11 @@ def test_bench_core_measures_both_models(capsys):
     assert [r["model"] for r in rows] == ["mlp", "cnn"]
     for row in rows:
         assert row["adam_us"] > 0 and row["elr_us"] > 0 and row["elr/10_us"] > 0 and row["elr/log_us"] > 0 and row["default/log_us"] > 0
-    assert rows[0]["params"] == 9_667  # SB3's CartPole PPO MLP (64x64 x2, heads) plus the inserted norms
-    assert "ELR adds" in (out := capsys.readouterr().out) and "ELR/log adds" in out
+    assert rows[0]["params"] == 9_155  # SB3's CartPole PPO MLP (64x64 x2, heads); the agents' norms have no gains
+    assert "ELR adds" in (out := capsys.readouterr().out) and "ELR/log adds" in out and "norm gains: none" in out
+    rows = bench_core.main(["--steps", "3", "--models", "mlp", "--gains"])
+    assert rows[0]["params"] == 9_155 + 4 * 2 * 64  # a gain and a bias per unit of the four normalized layers
+    assert "norm gains: learnable, projected" in capsys.readouterr().out
 
 
 def test_bench_core_times_the_interventions(capsys):

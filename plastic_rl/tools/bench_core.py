@@ -1,6 +1,6 @@
 """Benchmark: what ``ELR.step()`` adds to an Adam step, on SB3's default PPO MLP and NatureCNN policies.
 
-    python -m plastic_rl.tools.bench_core [--steps N] [--threads N]
+    python -m plastic_rl.tools.bench_core [--steps N] [--threads N] [--gains]
     python -m plastic_rl.tools.bench_core --interventions [--repeats N]
 
 ``--interventions``: the cost of one ``interventions.redo`` call (a 256-observation batch: two no-grad
@@ -9,6 +9,8 @@ and one ``reset`` of the output heads, against one PPO gradient step on the same
 (forward, loss, backward, Adam step), all on the same normalized policy; medians over the repeats,
 the arms taking turns.
 
+The policy is normalized as the agents normalize it: LayerNorm without gains (``PlasticityConfig.affine``);
+``--gains`` gives the norms learnable gains (``insert_norm``'s default), which ELR projects too (twice the groups).
 Every arm trains its own identical copy of the normalized policy with the same fixed gradients. The
 arms take turns one step at a time, so machine noise hits them alike; each step is timed and the
 median step time of each arm is compared with plain Adam's.
@@ -32,13 +34,13 @@ import time
 import gymnasium as gym
 import torch
 
-from plastic_rl.agents.config import DEFAULT_PRESET, PRESETS
+from plastic_rl.agents.config import DEFAULT_PRESET, PRESETS, PlasticityConfig
 from plastic_rl.elr import ELR, CyclicRewarm
 from plastic_rl.norm import insert_norm
 
 
-def sb3_policy(kind: str) -> torch.nn.Module:
-    """SB3's default PPO policy for CartPole ("mlp") or an Atari game ("cnn"), normalized."""
+def sb3_policy(kind: str, affine: bool = PlasticityConfig.affine) -> torch.nn.Module:
+    """SB3's default PPO policy for CartPole ("mlp") or an Atari game ("cnn"), normalized (``affine``: with gains)."""
     from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 
     lr = lambda _: 2.5e-4  # noqa: E731 - SB3 wants a schedule callable
@@ -48,7 +50,7 @@ def sb3_policy(kind: str) -> torch.nn.Module:
         policy = ActorCriticCnnPolicy(gym.spaces.Box(0, 255, (4, 84, 84), dtype="uint8"), gym.spaces.Discrete(6), lr)  # type: ignore[call-overload]
     else:
         raise ValueError(f"model {kind!r} is unknown; accepted: mlp, cnn")
-    return insert_norm(policy)
+    return insert_norm(policy, affine=affine)
 
 
 # arm -> ELR keywords over the recipe's (None: no ELR; measure_every 0: when asked); "schedule" is a factory:
@@ -82,8 +84,8 @@ def make_arm(policy: torch.nn.Module, spec: dict | None):
     return step
 
 
-def bench(kind: str, steps: int) -> dict[str, float]:
-    policy = sb3_policy(kind)
+def bench(kind: str, steps: int, affine: bool = PlasticityConfig.affine) -> dict[str, float]:
+    policy = sb3_policy(kind, affine)
     arms = {name: make_arm(policy, spec) for name, spec in ARMS.items()}
     for step in arms.values():  # warm-up: allocator, Adam state
         for _ in range(5):
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--steps", type=int, default=0, help="timed steps per arm (default: 3000 mlp, 150 cnn)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
+    parser.add_argument("--gains", action="store_true", help="norms with learnable gains, projected too (the agents use none)")
     parser.add_argument("--interventions", action="store_true", help="time redo / shrink_perturb / reset against a gradient step")
     parser.add_argument("--repeats", type=int, default=0, help="--interventions: calls per arm (default: 50 mlp, 10 cnn)")
     args = parser.parse_args(argv)
@@ -180,13 +183,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         return rows
     print(
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
-        f"median step time of each arm, arms interleaved step by step"
+        f"median step time of each arm, arms interleaved step by step, norm gains: {'learnable, projected' if args.gains else 'none (as the agents)'}"
     )
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12} "
           f"{'+ELR/log (us)':>14} {'ELR/log adds':>13} {'default (us)':>13} {'default adds':>13}")  # fmt: skip
     rows = []
     for kind in args.models:
-        row = bench(kind, args.steps or (3000 if kind == "mlp" else 150))
+        row = bench(kind, args.steps or (3000 if kind == "mlp" else 150), affine=args.gains)
         rows.append(row)
         print(
             f"{row['model']:<6} {row['params']:>9,} {row['adam_us']:>10.1f} {row['elr_us']:>10.1f} {row['elr_adds']:>9.1%} "
