@@ -4,6 +4,7 @@ import csv
 
 import pytest
 
+from plastic_rl.agents.config import DEFAULT_PRESET
 from plastic_rl.tools import bench_agents, speed
 
 
@@ -47,6 +48,7 @@ def test_a_real_row_times_every_arm_and_resumes(tmp_path, capsys):
     rows = speed.time_row("a2c-default", rounds=2, round_steps=20)
     assert sorted((r["arm"], r["round"]) for r in rows) == sorted((a, k) for a in speed.ARMS for k in (0, 1))
     assert all(r["steps"] == 20 and r["seconds"] > 0 for r in rows)  # A2C's default: 5 steps x 1 env per update
+    assert {r["arm"]: r["preset"] for r in rows} == {"sb3": "sb3", "plastic": DEFAULT_PRESET, "control": "none"}
     path = tmp_path / "speed.csv"
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=speed.FIELDS)
@@ -55,8 +57,19 @@ def test_a_real_row_times_every_arm_and_resumes(tmp_path, capsys):
     # the row is in the CSV: nothing is timed again, the table is read from the file
     table = bench_agents.main(["speed", "--rows", "a2c-default", "--csv", str(path)])
     assert [t["row"] for t in table] == ["a2c-default"] and table[0]["rounds"] == 2
-    assert "| a2c | default | CartPole-v1 |" in capsys.readouterr().out
+    assert f"| a2c | default | CartPole-v1 | {table[0]['sb3_sps']:.0f} | {DEFAULT_PRESET} |" in capsys.readouterr().out
     assert len(speed.read(path)) == 6
+
+
+def test_rows_timed_before_the_preset_column_read_as_unrecorded(tmp_path):
+    path = tmp_path / "old.csv"
+    old = [{k: v for k, v in r.items()} for r in rounds_for("a", sb3=[1.0], plastic=[1.0], control=[1.0])]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in speed.FIELDS if k != "preset"])
+        writer.writeheader()
+        writer.writerows(old)
+    (t,) = speed.summary(speed.read(path))
+    assert t["preset"] == "unrecorded" and "| unrecorded |" in speed.markdown([t])
 
 
 def test_bad_rounds_is_one_line(capsys):

@@ -12,7 +12,8 @@ diagnostics at their default frequency included) and the plastic class with ``pl
 a warm-up (past ``learning_starts``, the first rollout, the optimizer's state), the arms take turns,
 ``--rounds`` rounds of ``round_steps`` env steps each (``learn(n, reset_num_timesteps=False)``), the order
 rotating each round so a slow spell of the machine hits all arms. Every round is one CSV row
-(``row,algo,settings,env,arm,round,steps,seconds``). Reported per row: SB3's median env steps/s and,
+(``row,algo,settings,env,arm,preset,round,steps,seconds``; ``preset``: the plastic arm's default preset when it
+was timed, ``sb3`` and ``none`` for the others). Reported per row: SB3's median env steps/s and,
 for ``plastic`` and ``control``, the median of the per-round ratios to SB3 with their interquartile range.
 Target (issue 24): every row's ratio >= 0.97.
 """
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FIELDS = ["row", "algo", "settings", "env", "arm", "round", "steps", "seconds"]
+FIELDS = ["row", "algo", "settings", "env", "arm", "preset", "round", "steps", "seconds"]
 ARMS = ("sb3", "plastic", "control")
 TARGET = 0.97
 
@@ -139,7 +140,10 @@ def time_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = No
     """Warm every arm up, then ``rounds`` interleaved timed rounds: one dict per (arm, round).
 
     ``round_steps`` replaces the row's (smoke tests)."""
+    from plastic_rl.agents.config import DEFAULT_PRESET
+
     row = ROWS[name] if round_steps is None else dataclasses.replace(ROWS[name], round_steps=round_steps)
+    presets = {"sb3": "sb3", "plastic": DEFAULT_PRESET, "control": "none"}
     models = make_models(row, seed)
     warm = row.warmup(row.hparams())
     for model in models.values():
@@ -152,7 +156,7 @@ def time_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = No
             start = time.perf_counter()
             models[arm].learn(row.round_steps, reset_num_timesteps=False)
             seconds = time.perf_counter() - start
-            out.append({"row": name, "algo": row.algo, "settings": row.settings, "env": row.env, "arm": arm, "round": r,
+            out.append({"row": name, "algo": row.algo, "settings": row.settings, "env": row.env, "arm": arm, "preset": presets[arm], "round": r,
                         "steps": models[arm].num_timesteps - before, "seconds": round(seconds, 6)})  # fmt: skip
     for model in models.values():
         model.get_env().close()
@@ -182,7 +186,8 @@ def summary(rows: list[dict]) -> list[dict]:
         if not rounds:
             continue
         entry: dict[str, Any] = {"row": name, "algo": mine[0]["algo"], "settings": mine[0]["settings"], "env": mine[0]["env"],
-                                 "rounds": len(rounds), "sb3_sps": statistics.median(rate[("sb3", k)] for k in rounds)}  # fmt: skip
+                                 "rounds": len(rounds), "sb3_sps": statistics.median(rate[("sb3", k)] for k in rounds),
+                                 "preset": "/".join(sorted({r.get("preset") or "unrecorded" for r in mine if r["arm"] == "plastic"}))}  # fmt: skip
         for arm in ARMS[1:]:
             ratios = [rate[(arm, k)] / rate[("sb3", k)] for k in rounds]
             q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
@@ -193,13 +198,13 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def markdown(table: list[dict]) -> str:
     lines = [
-        "| algo | settings | env | SB3 env steps/s | plastic / SB3 [IQR] | control / SB3 [IQR] | rounds | target >= 0.97 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| algo | settings | env | SB3 env steps/s | plastic preset | plastic / SB3 [IQR] | control / SB3 [IQR] | rounds | target >= 0.97 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in table:
         p, c = t["plastic"], t["control"]
         met = "met" if p[0] >= TARGET else "**not met**"
-        lines.append(f"| {t['algo']} | {t['settings']} | {t['env']} | {t['sb3_sps']:.0f} | {p[0]:.3f} [{p[1]:.3f}, {p[2]:.3f}] | "
+        lines.append(f"| {t['algo']} | {t['settings']} | {t['env']} | {t['sb3_sps']:.0f} | {t['preset']} | {p[0]:.3f} [{p[1]:.3f}, {p[2]:.3f}] | "
                      f"{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}] | {t['rounds']} | {met} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
