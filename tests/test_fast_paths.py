@@ -1,6 +1,6 @@
 """Issue 24's speed paths compute what the slow ones did: unchecked distributions give the same values,
 measuring the ELR once per log write logs a fresh measurement at every write, and the projection between
-measurements moves the parameters exactly as the measured one."""
+measurements moves the parameters exactly as the measured one, and A2C's foreach RMSprop steps as SB3's does."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from stable_baselines3.common.logger import configure
 from torch import distributions as td
 from torch import nn
 
-from plastic_rl.agents import PlasticDQN, PlasticPPO, PlasticSAC
+from plastic_rl.agents import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents.distributions import UNCHECKED, unchecked
 from plastic_rl.elr import ELR
 from plastic_rl.norm import insert_norm
@@ -125,3 +125,22 @@ def test_projection_between_measurements_is_the_measured_projection(dtype, affin
         assert torch.equal(a, b)  # bit for bit: the same norms and factors, kept as 0-d tensors
     norms = torch.stack([torch.linalg.vector_norm(v.double()) for v in elr._flat.views[elr._first_projected :]])
     torch.testing.assert_close(norms, elr.init_norms.double(), rtol=1e-5, atol=0)  # and it still projects
+
+
+def test_a2cs_foreach_rmsprop_takes_sb3s_steps_exactly():
+    """PlasticA2C's normalized policy builds RMSprop with foreach=True: bit-identical to the single-tensor one."""
+    model = PlasticA2C("CartPole-v1", seed=0)
+    assert (
+        model.policy.optimizer.defaults["foreach"] is True
+        and PlasticA2C("CartPole-v1", plasticity="none").policy.optimizer.defaults["foreach"] is None
+    )
+    twins = [copy.deepcopy(model.policy) for _ in range(2)]
+    opts = [torch.optim.RMSprop(p.parameters(), **{**model.policy.optimizer.defaults, "foreach": f}) for p, f in zip(twins, (True, False))]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        grads = [torch.randn(p.shape, generator=generator) for p in twins[0].parameters()]
+        for policy, opt in zip(twins, opts):
+            for p, g in zip(policy.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(twins[0].parameters(), twins[1].parameters()))

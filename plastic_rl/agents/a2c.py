@@ -14,7 +14,8 @@ from plastic_rl.agents.registry import ALGOS
 class PlasticA2C(ActorCriticInit, PlasticMixin, A2C):
     """A2C whose policy keeps its plasticity: ``PlasticA2C("CartPole-v1", plasticity="elr").learn(100_000)``.
 
-    SB3's A2C steps RMSprop by default (``use_rms_prop=True``): the normalized policy keeps it, unfused.
+    SB3's A2C steps RMSprop by default (``use_rms_prop=True``): the normalized policy keeps it, as torch's foreach
+    implementation (the same values in fewer dispatched ops; RMSprop has no fused CPU kernel).
     """
 
     policy_aliases: ClassVar[dict[str, type]] = ALGOS["PlasticA2C"].policy_aliases()

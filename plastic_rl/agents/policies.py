@@ -60,13 +60,19 @@ else:
     _ModelBase = object
 
 FUSED_DEFAULT = (torch.optim.Adam, torch.optim.AdamW)  # fused on CPU and CUDA in torch >= 2.4
+FOREACH_DEFAULT = (torch.optim.RMSprop,)  # A2C's: no fused kernel on CPU; foreach, the same values (tests/test_fast_paths.py)
 _IMPLEMENTATION_KEYS = ("fused", "foreach", "differentiable")
 
 
 def with_fused_default(optimizer_class: type, optimizer_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``optimizer_kwargs`` plus ``fused=True`` for Adam/AdamW, unless the caller chose an implementation."""
-    if optimizer_class in FUSED_DEFAULT and not any(key in optimizer_kwargs for key in _IMPLEMENTATION_KEYS):
+    """``optimizer_kwargs`` plus ``fused=True`` for Adam/AdamW (``foreach=True`` for RMSprop), unless the caller chose an
+    implementation."""
+    if any(key in optimizer_kwargs for key in _IMPLEMENTATION_KEYS):
+        return optimizer_kwargs
+    if optimizer_class in FUSED_DEFAULT:
         return {**optimizer_kwargs, "fused": True}
+    if optimizer_class in FOREACH_DEFAULT:
+        return {**optimizer_kwargs, "foreach": True}
     return optimizer_kwargs
 
 
