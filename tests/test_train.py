@@ -348,6 +348,25 @@ def test_resume_skips_a_truncated_checkpoint(tmp_path):  # issue 22.14: it refus
     assert PlasticPPO.load(newest).num_timesteps == 512  # written again, whole
 
 
+def test_a_run_folder_being_trained_is_refused_to_a_second_process(tmp_path):
+    """Two processes in one folder interleaved their evaluation rows (a continual run, 2026-12-07): one holds it."""
+    import fcntl
+
+    run = tmp_path / "runs" / RUN
+    run.mkdir(parents=True)
+    with open(run / ".lock", "w") as held:  # this test process is the one training it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        out = train(tmp_path, "total_timesteps=256", "eval_freq=0", *QUICK)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"error: {run} is being trained by another process (pid 4242)"), out.stderr
+        assert [p.name for p in run.iterdir()] == [".lock"]  # nothing of it was touched
+    # released (as the kernel releases it when its holder dies, however it dies): the run trains
+    assert train(tmp_path, "total_timesteps=256", "eval_freq=0", *QUICK).returncode == 0
+    assert (run / "final_model.zip").is_file()
+
+
 def test_multirun_with_the_joblib_launcher(tmp_path):
     out = train(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "plasticity=none,elr",
                 "total_timesteps=256", "checkpoint_freq=0", "eval_freq=0", *QUICK)  # fmt: skip

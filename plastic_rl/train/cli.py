@@ -34,6 +34,7 @@ from plastic_rl.train.build import (
     new_model,
     resume_state,
 )
+from plastic_rl.train.lock import LOCK, exclusive
 from plastic_rl.train.plan import (
     EVALUATIONS,
     FINAL,
@@ -179,13 +180,15 @@ def task(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     made_by_hydra = not any(run_dir.iterdir())
     try:
-        accepted = plan(cfg, run_dir, list(hydra_cfg.overrides.task))
-        if accepted.complete is not None:
-            report_complete(accepted)
-            return
-        model = run(accepted, hydra_files(cfg))
+        with exclusive(run_dir):  # planned and trained by this process alone
+            accepted = plan(cfg, run_dir, list(hydra_cfg.overrides.task))
+            if accepted.complete is not None:
+                report_complete(accepted)
+                return
+            model = run(accepted, hydra_files(cfg))
     except SystemExit:
-        if made_by_hydra and not any(run_dir.iterdir()):
+        if made_by_hydra and [p.name for p in run_dir.iterdir()] == [LOCK]:  # a refused new run leaves no folder behind
+            (run_dir / LOCK).unlink()
             run_dir.rmdir()
         raise
     report(run_dir, model.num_timesteps, time.monotonic() - started)
