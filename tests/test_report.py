@@ -235,6 +235,17 @@ def test_a_sweep_killed_during_one_arm_keeps_the_other_arms_tasks(tmp_path):
     assert "Task 1 is left out of every table: no complete run of `elr` on it." in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_a_run_two_processes_wrote_is_refused_by_name(runs, tmp_path):
+    """Its evaluations interleave (steps 50, 100, 75, ...): the report names it instead of averaging two runs as one."""
+    path = runs / "elr_s1" / "evaluations.csv"
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([*rows, rows[1].replace("50,", "75,", 1)]) + "\n")  # a second writer, behind the first
+    out = subprocess.run([sys.executable, "-m", "plastic_rl.report", str(runs), "--by", "arm", "--out", str(tmp_path / "r"),
+                          "--reps", "50", "--no-scalars"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"error: {path}: an evaluation at step 75 follows one at step {SWITCH + 100:,}: two processes" in out.stderr
+
+
 def test_a_run_killed_before_its_first_evaluation_is_named(tmp_path, capsys):
     """22.3c: a folder of two complete runs and one without evaluations.csv: the third is named, on stdout too."""
     make_run(tmp_path, "a", "none", 0, {0: [10, 20]})

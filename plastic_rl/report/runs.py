@@ -128,6 +128,20 @@ def _segments(rows: list[dict[str, str]]) -> list[Segment]:
     return segments
 
 
+def _check_order(folder: Path, rows: list[dict[str, str]]) -> None:
+    """ValueError if the current-task evaluations of a run do not move forward in steps: two processes trained
+    into one folder (their rows interleave), so it holds two runs' numbers under one name."""
+    last = None
+    for row in rows:
+        if row.get("task", "") != row.get("trained_on", "") or not row.get("step", "").isdigit():
+            continue
+        step = int(row["step"])
+        if last is not None and step <= last:
+            raise ValueError(f"{folder / EVALUATIONS}: an evaluation at step {step:,} follows one at step {last:,}: two processes "
+                             "wrote this run (or it was edited); move the folder away and train it again")  # fmt: skip
+        last = step
+
+
 def progress(folder: Path, rows: list[dict[str, str]], total: int | None) -> int:
     """The env step a run folder got to: its last evaluation, its latest checkpoint, or its
     ``total_timesteps`` once ``final_model.zip`` is written (``plastic_rl.train`` writes it when done).
@@ -191,6 +205,7 @@ def load_run(folder: Path, scalars: bool = False) -> Run:
     if (folder / EVALUATIONS).is_file():  # none: killed before its first evaluation
         with (folder / EVALUATIONS).open(newline="") as f:
             rows = list(csv.DictReader(f))
+    _check_order(folder, rows)
     run = Run(folder, config, _segments(rows))
     run.reached = progress(folder, rows, run.total)
     _mark_complete(run)
