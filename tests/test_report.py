@@ -313,6 +313,12 @@ def test_curves_are_faceted_by_family_with_bands_and_the_switches(tmp_path):
     assert [ax.get_title() for ax in axes] == ["SB3 (constant lr)", "normalized (NaP)", "ELR", "interventions"]
     elr = axes[2]
     assert [t.get_text() for t in elr.get_legend().get_texts()] == ["elr (n=3)", "elr-cusum (n=3)", "elr-on-switch (n=3)", "task switch"]
+    # n counts seeds, not the values at one step: a run evaluated twice at a step (or one-task runs) does not add one
+    runs = runs_of_arms(["elr"])
+    runs[0].segments[0].steps.append(runs[0].segments[0].steps[-1])
+    runs[0].segments[0].returns.append(1.0)
+    fig = report_plots.curves_figure(runs)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "elr (n=3)"
     assert sum(isinstance(c, PolyCollection) for c in elr.collections) == 3  # a band per arm
     assert [line.get_xdata()[0] for line in elr.lines if line.get_linestyle() == ":"] == [SWITCH]
     fig.savefig(tmp_path / "curves.png", dpi=80)

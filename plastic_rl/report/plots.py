@@ -92,13 +92,16 @@ def binned(runs: Sequence[Run], tag: str, bins: int = PLASTICITY_BINS) -> dict[f
     return out
 
 
-def draw_mean(ax, points: dict[float, list[float]], label: str, color, breaks: Sequence[float] = (), positive: bool = False) -> None:
+def draw_mean(
+    ax, points: dict[float, list[float]], label: str, color, breaks: Sequence[float] = (), positive: bool = False, n: int | None = None
+) -> None:
     """One group's mean line with its band (``mean_band``) on ``ax``; markers when there are few points;
-    the line is cut at ``breaks`` (the switches, for a group of one-task runs: its runs are not one line)."""
+    the line is cut at ``breaks`` (the switches, for a group of one-task runs: its runs are not one line).
+    ``n``: the group's seeds for the legend (default: the most values at one x)."""
     xs, mean, low, high = mean_band(points, positive)
     cuts = [i for i in range(1, len(xs)) if any(xs[i - 1] <= b < xs[i] for b in breaks)]
     xs, mean, low, high = (np.insert(a, cuts, np.nan) for a in (xs, mean, low, high))
-    n = max(len(v) for v in points.values())
+    n = n if n is not None else max(len(v) for v in points.values())
     marker = "o" if len(points) <= MARKER_POINTS else None
     ax.plot(xs, mean, color=color, lw=1.3, marker=marker, markersize=3.5, label=f"{label} (n={n})")
     if np.isfinite(low).any():
@@ -136,6 +139,11 @@ def _mark_switches(ax, steps: list[int]) -> None:
         ax.axvline(step, color="0.45", ls=":", lw=1, label="task switch" if i == 0 else None)
 
 
+def _seeds(runs: Sequence[Run], group: str) -> int:
+    """How many seeds a group has (a legend's n): one-task runs of one seed at several places count once."""
+    return len({r.seed for r in runs if r.group == group})
+
+
 def curves_figure(runs: Sequence[Run]):
     """The evaluation returns on the current task over env steps: one panel per family (columns) and, for
     stationary runs of several labelled tasks (games), per task (rows); mean over seeds with 95% band."""
@@ -160,7 +168,7 @@ def curves_figure(runs: Sequence[Run]):
             members = [g for g in groups if family(g) == facet]
             for k, group in enumerate(members):
                 if data.get((row, group)):
-                    draw_mean(ax, data[row, group], group, plt.cm.tab10(k % 10), _breaks(runs, group))
+                    draw_mean(ax, data[row, group], group, plt.cm.tab10(k % 10), _breaks(runs, group), n=_seeds(runs, group))
             _mark_switches(ax, switches(runs))
             ax.set_title(facet if row is None else f"{row}: {facet}", fontsize=10)
             ax.grid(alpha=0.3)
@@ -191,7 +199,9 @@ def plasticity_figure(runs: Sequence[Run], tracked: Sequence[str]):
                 by_step = binned([r for r in runs if r.group == group], tag)
                 values += [v for vs in by_step.values() for v in vs]
                 if by_step:
-                    draw_mean(ax, by_step, group, plt.cm.tab10(k % 10), _breaks(runs, group), positive=tag.endswith("/elr"))
+                    draw_mean(
+                        ax, by_step, group, plt.cm.tab10(k % 10), _breaks(runs, group), positive=tag.endswith("/elr"), n=_seeds(runs, group)
+                    )
             _mark_switches(ax, switches(runs))
             ax.set_title(f"{tag}: {facet}", fontsize=9)
             ax.grid(alpha=0.3)
