@@ -16,7 +16,7 @@ from torch import nn
 from plastic_rl.flat_params import layer_slots
 from plastic_rl.layers import WEIGHT_LAYERS, iter_blocks, matches
 
-__all__ = ["GAIN_MODES", "select", "scale_invariant_layers", "projected_parameters", "check_projectable"]
+__all__ = ["GAIN_MODES", "select", "scale_invariant_layers", "projected_parameters"]  # check_projectable: ELR's
 
 GAIN_MODES = ("project", "none")
 

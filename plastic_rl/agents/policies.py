@@ -12,8 +12,8 @@ Saving a policy or a sub-network also stores its ``layers.architecture()``; ``lo
 what it rebuilt and raises on a mismatch. (Affine-free norms have no state-dict entries, so SB3's
 strict ``load_state_dict`` alone would accept a network without them.)
 
-A normalized policy also builds its Adam/AdamW with ``fused=True`` unless ``optimizer_kwargs`` chooses
-an implementation (``fused``/``foreach``): the same update computed in one kernel per tensor instead of
+A normalized policy also builds its Adam/AdamW with ``fused=True`` (RMSprop, A2C's: ``foreach=True``, as it has
+no fused CPU kernel) unless ``optimizer_kwargs`` chooses an implementation (``fused``/``foreach``): the same update computed in one kernel per tensor instead of
 ~10 Python-dispatched ops, which on small RL networks pays for the normalization and ELR's projection
 (``python -m plastic_rl.tools.bench_agents gradstep``). ``optimizer_kwargs=dict(fused=False)`` restores
 torch's default; the ``"none"`` preset never changes it, so it stays identical to SB3. For the same
