@@ -178,9 +178,9 @@ class ELR:
 
     # -- optimizer hooks -------------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        self._sync()
-        self._synced = True
         if self._due(self.steps + 1):  # this step is measured: keep W_{t-1}
+            self._sync()  # only where the buffer is read: a check before every step costs ~1% of a small MLP's Adam step
+            self._synced = True
             flat = self._flat
             flat.snapshot.copy_(flat.flat)
             if self._at_init_norms and self._versions() != self._projected_versions:
@@ -191,11 +191,10 @@ class ELR:
             else:
                 self._param_norms = self._norms(flat.views[: self._n_measured])
             self._fresh = True
-        self._factor = self.lr_factor
-        self._base_lrs = [group["lr"] for group in optimizer.param_groups]
-        if self._factor != 1.0:
-            for group in optimizer.param_groups:
-                group["lr"] = group["lr"] * self._factor
+        self._factor = factor = self.lr_factor
+        self._base_lrs = [group["lr"] for group in optimizer.param_groups] if factor != 1.0 else []
+        for group, lr in zip(optimizer.param_groups, self._base_lrs):
+            group["lr"] = lr * factor
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
         for group, lr in zip(optimizer.param_groups, self._base_lrs):
@@ -212,12 +211,13 @@ class ELR:
             loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"ELR.step got a non-finite loss ({loss}) at step {self.steps}")
-        if not self._synced:  # no optimizer step since the last call: nothing checked the buffer yet
-            self._sync()
-        self._synced = False
         self.steps += 1
         measured, flat = self._n_measured, self._flat
         project = self.projecting and self.steps % self.project_every == 0
+        if self._synced:  # the pre-step hook checked the buffer (a measured step)
+            self._synced = False
+        elif project or self._due(self.steps):  # about to read the buffer
+            self._sync()
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
             views = flat.snapshot_views[:measured] + (flat.views[self._first_projected :] if project else [])
@@ -272,12 +272,12 @@ class ELR:
 
     def _project_views(self) -> None:
         """``_project`` of the projected groups' current norms, between measurements: ``SmallRescale`` where it applies."""
-        flat = self._flat
-        if flat.small_float32(self._first_projected):
-            if self._rescale is None or self._rescale.targets is not self.init_norms or self._rescale.views[-1] is not flat.views[-1]:
-                self._rescale = SmallRescale(flat.views[self._first_projected :], self.init_norms)  # after a rebuild, a load
-            if self._rescale():
-                return
+        flat, rescale = self._flat, self._rescale
+        if rescale is None or rescale.source is not flat.views or rescale.targets is not self.init_norms:  # a rebuild, a load
+            small = flat.small_float32(self._first_projected)
+            rescale = self._rescale = SmallRescale(flat.views, self._first_projected, self.init_norms) if small else None
+        if rescale is not None and rescale():
+            return
         self._project(self._norms(flat.views[self._first_projected :]))  # the general path; raises on a non-finite or zero norm
 
     def _project(self, current: torch.Tensor) -> torch.Tensor:

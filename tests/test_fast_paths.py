@@ -19,6 +19,7 @@ from torch import nn
 from plastic_rl.agents import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents.distributions import UNCHECKED, unchecked
 from plastic_rl.elr import ELR
+from plastic_rl.flat_params import SmallRescale, strided_batches
 from plastic_rl.norm import insert_norm
 
 SPACES = {
@@ -93,11 +94,25 @@ def test_every_log_write_shows_a_fresh_elr_measured_once_per_write(tmp_path):
     assert calls["measure"] <= len(rows) + 1 < calls["train"] // 5
 
 
-def _trained_twins(dtype: torch.dtype, affine: bool, steps: int = 40) -> tuple[nn.Module, nn.Module, ELR]:
+def _mlp(widths: tuple[int, ...]) -> nn.Module:
+    layers: list[nn.Module] = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers[:-1])
+
+
+NETS = {
+    "plain": lambda: _mlp((5, 32, 32, 2)),  # no two projected groups alike: each rescaled alone
+    "towers": lambda: nn.ModuleDict({"pi": _mlp((5, 32, 32, 2)), "vf": _mlp((5, 32, 32, 1))}),  # SB3's twin towers: batched
+    "stack": lambda: _mlp((5, 32, 32, 32, 32, 2)),  # equal hidden layers side by side: batched
+}
+
+
+def _trained_twins(dtype: torch.dtype, affine: bool, net_kind: str = "plain", steps: int = 40) -> tuple[nn.Module, nn.Module, ELR]:
     """Two copies of one normalized MLP trained by Adam on the same gradients: one measured at every step
     (projection from the measuring pass's norms), one never measured (``ELR._project_views``); halfway, both are moved."""
     torch.manual_seed(0)
-    net = insert_norm(nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 2)), affine=affine).to(dtype)
+    net = insert_norm(NETS[net_kind](), affine=affine).to(dtype)
     twins, elrs = [copy.deepcopy(net) for _ in range(2)], []
     for model, every in zip(twins, (1, 0)):
         opt = torch.optim.Adam(model.parameters(), lr=3e-2)
@@ -116,15 +131,52 @@ def _trained_twins(dtype: torch.dtype, affine: bool, steps: int = 40) -> tuple[n
     return twins[0], twins[1], elrs[1][1]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("affine", [False, True])
-def test_projection_between_measurements_is_the_measured_projection(dtype, affine):
-    measured, unmeasured, elr = _trained_twins(dtype, affine)
+@pytest.mark.parametrize(
+    "dtype,affine,net_kind",
+    [(torch.float32, False, "plain"), (torch.float32, True, "plain"), (torch.float64, False, "plain"), (torch.float64, True, "plain"),
+     (torch.float32, False, "towers"), (torch.float32, True, "towers"), (torch.float32, False, "stack")],
+)  # fmt: skip
+def test_projection_between_measurements_is_the_measured_projection(dtype, affine, net_kind):
+    measured, unmeasured, elr = _trained_twins(dtype, affine, net_kind)
+    if net_kind != "plain":  # the batched rows were taken
+        assert elr._rescale is not None and any(rows.dim() == 2 for rows in elr._rescale._rows)
     assert elr._flat.small_float32(elr._first_projected) is (dtype == torch.float32)  # both paths are taken
     for a, b in zip(measured.parameters(), unmeasured.parameters()):
         assert torch.equal(a, b)  # bit for bit: the same norms and factors, kept as 0-d tensors
     norms = torch.stack([torch.linalg.vector_norm(v.double()) for v in elr._flat.views[elr._first_projected :]])
     torch.testing.assert_close(norms, elr.init_norms.double(), rtol=1e-5, atol=0)  # and it still projects
+
+
+def test_strided_batches_join_equal_views_at_one_spacing_only():
+    buffer = torch.zeros(1000)
+    views = [buffer[0:10], buffer[10:50], buffer[100:110], buffer[110:150], buffer[200:210], buffer[300:310], buffer[310:311]]
+    # 0, 2, 4 are 10 long at spacing 100; 5 is 10 long at spacing 100 from 4 too; 1, 3 40 long at spacing 100
+    assert strided_batches(views) == [[0, 2, 4, 5], [1, 3], [6]]
+    uneven = [buffer[0:10], buffer[20:30], buffer[50:60]]  # spacings 20 then 30: a new batch at the break
+    assert strided_batches(uneven) == [[0, 1], [2]]
+    overlapping = [buffer[0:10], buffer[5:15]]  # rows may not overlap
+    assert strided_batches(overlapping) == [[0], [1]]
+    big = [buffer[0:100], buffer[100:200]]
+    assert strided_batches(big, most=99) == [[0], [1]]  # over a thread's grain: alone
+    assert strided_batches(big, most=100) == [[0, 1]]
+
+
+def test_small_rescale_batched_is_each_view_scaled_alone():
+    generator = torch.Generator().manual_seed(0)
+    buffer = torch.randn(1000, generator=generator)
+    bounds = [(0, 10), (10, 50), (100, 110), (110, 150), (200, 210), (300, 310), (310, 311)]
+    views = [buffer[a:b] for a, b in bounds]
+    targets = torch.rand(len(views), generator=generator) + 0.5
+    expected = buffer.clone()
+    for (a, b), target in zip(bounds, targets):
+        expected[a:b] *= target / torch.linalg.vector_norm(expected[a:b])
+    rescale = SmallRescale([buffer[:0], *views], 1, targets)
+    assert rescale() is True
+    assert torch.equal(buffer, expected)  # bit for bit, gaps untouched
+    buffer[110:150] = 0.0  # a zero norm: nothing scaled
+    before = buffer.clone()
+    assert rescale() is False
+    assert torch.equal(buffer, before)
 
 
 def test_a2cs_foreach_rmsprop_takes_sb3s_steps_exactly():
