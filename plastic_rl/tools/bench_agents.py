@@ -8,11 +8,13 @@
                                                     [--csv bench_agents_compare.csv] [--reps 50000]
     python -m plastic_rl.tools.bench_agents panel [--rows ...] [--seeds ...] [--csv docs/data/panel.csv] [--report-only]
     python -m plastic_rl.tools.bench_agents speed [--rows ...] [--rounds 9] [--csv docs/data/speed.csv] [--report-only]
+    python -m plastic_rl.tools.bench_agents speed-profile [--rows ...] [--rounds 2] [--csv docs/data/speed_profile.csv]
 
 panel: SB3's class against the plastic default on six stationary rows (``plastic_rl/tools/panel.py``).
 
 speed: every Plastic agent's env steps/s against its SB3 parent's, with a ``plasticity="none"`` control
-arm, on SB3's defaults and rl-zoo3's settings (``plastic_rl/tools/speed.py``).
+arm, on SB3's defaults and rl-zoo3's settings (``plastic_rl/tools/speed.py``); speed-profile: where each
+row's time goes, per arm (``plastic_rl/tools/speed_profile.py``).
 
 overhead: SB3 PPO and PlasticPPO(plasticity="elr", diagnostics at their default frequency) with the
 same hyperparameters and seed take turns, ``--rounds`` times each, on CartPole-v1 (MlpPolicy) and an
@@ -240,8 +242,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from plastic_rl.tools import speed
 
         return speed.main(argv[1:])
+    if argv[:1] == ["speed-profile"]:  # where a speed row's time goes (tools/speed_profile.py)
+        from plastic_rl.tools import speed_profile
+
+        return speed_profile.main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace", "panel", "speed"])
+    parser.add_argument("part", choices=["overhead", "learning", "gradstep", "compare", "elr-trace", "panel", "speed", "speed-profile"])
     parser.add_argument(
         "--steps", type=int, default=0, help="env steps per overhead round (default 1024: 4 rollouts on CartPole, 1 on the image env)"
     )
