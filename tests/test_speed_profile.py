@@ -53,3 +53,25 @@ def test_bad_rounds_is_one_line(capsys):
     with pytest.raises(SystemExit):
         bench_agents.main(["speed-profile", "--rounds", "0"])
     assert "--rounds=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_a_built_in_op_is_charged_to_the_optimizer_that_called_it():
+    import cProfile
+    import pstats
+
+    import torch
+
+    params = [torch.zeros(64, requires_grad=True) for _ in range(4)]
+    for p in params:
+        p.grad = torch.ones(64)
+    optimizer = torch.optim.Adam(params, foreach=False)  # _single_tensor_adam: lerp_, sqrt, addcdiv_ ... as built-ins
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(20):
+        optimizer.step()
+        torch.ones(64).mul_(2.0)  # a built-in called from here: not the optimizer's
+    profile.disable()
+    functions, buckets = speed_profile.own_times(pstats.Stats(profile))
+    assert sum(buckets.values()) == pytest.approx(sum(functions.values()), rel=1e-6)  # split, not lost or doubled
+    adam_builtins = sum(t for f, t in functions.items() if "lerp_" in f or "addcdiv_" in f or "sqrt" in f)
+    assert adam_builtins > 0 and buckets["optimizer"] >= adam_builtins + functions["torch/optim/adam.py:_single_tensor_adam"] * 0.999

@@ -6,7 +6,8 @@
 The speed table (``tools/speed.py``) says how much slower a row is; this says where. Each arm of a row is
 built and warmed up as the speed table builds it (``speed.make_models``), then trained ``--rounds`` rounds
 of the row's ``round_steps`` under ``cProfile``, the arms taking turns. Each function's own time (cProfile's
-``tottime``) is put in one bucket:
+``tottime``) is put in one bucket (a built-in op in its caller's, where the caller is an optimizer, a
+normalization or this library):
 
 - ``normalization``: the normalization ops (``layer_norm`` and friends), forward and their Python wrappers;
 - ``optimizer``: ``torch/optim`` and the optimizer kernels (``_fused_adam_``, ``_foreach_*``);
@@ -65,13 +66,30 @@ def bucket(name: str) -> str:
     return "sb3 and env"
 
 
-def own_times(stats: pstats.Stats) -> dict[str, float]:
-    """Seconds of own time (``tottime``) per ``label``."""
-    out: dict[str, float] = {}
-    for key, (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+def own_times(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds of own time (``tottime``) per ``label``, and per bucket.
+
+    A built-in op is charged to its caller's bucket where that caller is an optimizer, a normalization or this
+    library (Adam's ``lerp_`` and ``sqrt`` are the optimizer's time, ELR's ``mul_`` is plastic_rl's), split
+    caller by caller as cProfile recorded it; otherwise to its own bucket.
+    """
+    functions: dict[str, float] = {}
+    buckets = dict.fromkeys(BUCKETS, 0.0)
+    for key, (_, _, tottime, _, callers) in stats.stats.items():  # type: ignore[attr-defined]
         name = label(key)
-        out[name] = out.get(name, 0.0) + tottime
-    return out
+        functions[name] = functions.get(name, 0.0) + tottime
+        own = bucket(name)
+        if key[0] != "~" or own not in ("torch ops", "sb3 and env") or not callers:
+            buckets[own] += tottime
+            continue
+        charged = 0.0
+        for caller, (_, _, caller_tottime, _) in callers.items():
+            by = bucket(label(caller))
+            if by in ("optimizer", "normalization", "plastic_rl"):
+                buckets[by] += caller_tottime
+                charged += caller_tottime
+        buckets[own] += tottime - charged
+    return functions, buckets
 
 
 def profile_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = None) -> list[dict]:
@@ -94,13 +112,11 @@ def profile_row(name: str, rounds: int, seed: int = 0, round_steps: int | None =
     for model in models.values():
         model.get_env().close()
     times = {arm: own_times(pstats.Stats(profiles[arm])) for arm in names}
-    per_1k = {arm: {f: 1e6 * t / steps[arm] for f, t in times[arm].items()} for arm in names}  # ms per 1,000 env steps
+    per_1k = {arm: {f: 1e6 * t / steps[arm] for f, t in times[arm][0].items()} for arm in names}  # ms per 1,000 env steps
     out = []
     for arm in names:
         out.append({"row": name, "arm": arm, "kind": "total", "name": "all", "ms_per_1k": round(sum(per_1k[arm].values()), 4)})
-        sums = dict.fromkeys(BUCKETS, 0.0)
-        for f, ms in per_1k[arm].items():
-            sums[bucket(f)] += ms
+        sums = {b: 1e6 * t / steps[arm] for b, t in times[arm][1].items()}
         out += [{"row": name, "arm": arm, "kind": "bucket", "name": b, "ms_per_1k": round(ms, 4)} for b, ms in sums.items()]
     diff = {f: per_1k["plastic"].get(f, 0.0) - per_1k["sb3"].get(f, 0.0) for f in set(per_1k["plastic"]) | set(per_1k["sb3"])}
     top = sorted(diff, key=lambda f: -abs(diff[f]))[:TOP]
