@@ -112,3 +112,25 @@ def test_nested_training_of_one_agent_keeps_the_outer_tap():
             assert controller._tap is not outer
         assert controller._tap is outer
     assert controller._tap is None and torch.Tensor.backward is ORIGINAL
+
+
+def test_learn_installs_the_tap_once_and_restores_backward(monkeypatch):
+    from plastic_rl.agents import loss_tap
+
+    installs = []
+    real = loss_tap._install
+
+    def counting() -> None:
+        installs.append(loss_tap._open)  # taps open before this one
+        real()
+
+    monkeypatch.setattr(loss_tap, "_install", counting)
+    model = PlasticPPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    model.learn(256)  # 4 train() calls, each with its own tap
+    assert len(installs) == 5 and installs[0] == 0 and all(n >= 1 for n in installs[1:])  # the type is modified once
+    assert torch.Tensor.backward is ORIGINAL  # and restored at the end
+    with pytest.raises(ValueError):
+        with loss_tap.installed():
+            assert torch.Tensor.backward is not ORIGINAL
+            raise ValueError("a failed learn()")
+    assert torch.Tensor.backward is ORIGINAL

@@ -18,7 +18,7 @@ import gymnasium as gym
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
-from plastic_rl.agents import registry
+from plastic_rl.agents import loss_tap, registry
 from plastic_rl.agents.config import DEFAULT_PRESET, PlasticityConfig, resolve_plasticity
 from plastic_rl.agents.controller import Network, PlasticityController
 from plastic_rl.agents.inputs import as_tensor, diagnostic_inputs, recent_rows  # noqa: F401 -- re-exported
@@ -305,7 +305,8 @@ class PlasticMixin(_AlgorithmBase):
         """SB3's ``learn``; TensorBoard runs are named after this class (``PlasticPPO_1``) by default."""
         if len(args) < 3:  # (callback, log_interval, tb_log_name, ...) positionally
             kwargs.setdefault("tb_log_name", type(self).__name__)
-        return super().learn(total_timesteps, *args, **kwargs)
+        with loss_tap.installed():  # once, not once per train() (loss_tap.installed)
+            return super().learn(total_timesteps, *args, **kwargs)
 
     # -- saving ----------------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:
