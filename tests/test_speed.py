@@ -76,3 +76,12 @@ def test_bad_rounds_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit:
         speed.main(["--rounds", "0"])
     assert exit.value.code == 2 and "--rounds=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_read_typed_converts_columns_and_skips_a_row_cut_short(tmp_path):
+    from plastic_rl.tools.bench_rows import read_typed
+
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b,c\n1,2.5,x\n3,oops,y\n4,5.0\n")  # an unparsable value, a row cut short by a kill
+    assert read_typed(path, {"a": int, "b": float}) == [{"a": 1, "b": 2.5, "c": "x"}]
+    assert read_typed(tmp_path / "absent.csv", {"a": int}) == []

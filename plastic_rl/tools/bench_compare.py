@@ -7,7 +7,6 @@ norm and ELR over a run. The CLI and its documentation are in ``bench_agents``.
 
 from __future__ import annotations
 
-import csv
 import datetime
 import statistics
 import tempfile
@@ -23,7 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from plastic_rl.agents import PlasticDQN, PlasticPPO, PlasticSAC
-from plastic_rl.tools.bench_rows import append_row, claim
+from plastic_rl.tools.bench_rows import append_row, claim, read_typed
 
 # rl-zoo3 hyperparams/ppo.yml, CartPole-v1 (lin_ = linear decay to 0 over training).
 ZOO_CARTPOLE = dict(
@@ -170,19 +169,8 @@ def compare_run(algo: str, arm: str, seed: int, timesteps: int, eval_freq: int, 
 
 def read_rows(path: Path) -> list[dict]:
     """The CSV's complete rows (a row cut short by an interruption is ignored), numbers parsed."""
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                row = {**row, "seed": int(row["seed"]), "timesteps": int(row["timesteps"]), "eval_freq": int(row["eval_freq"]),
-                       "episodes": int(row["episodes"]), "final": float(row["final"]), "wall_s": float(row["wall_s"])}  # fmt: skip
-            except (TypeError, ValueError, KeyError):
-                continue
-            if row.get("finished"):
-                rows.append(row)
-    return rows
+    types = {"seed": int, "timesteps": int, "eval_freq": int, "episodes": int, "final": float, "wall_s": float}
+    return [row for row in read_typed(path, types) if row.get("finished")]
 
 
 def key_of(row: dict) -> tuple:

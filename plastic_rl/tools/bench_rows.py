@@ -1,6 +1,6 @@
 """Per-run benchmark rows: appended to a CSV under a lock, and runs claimed while they run.
 
-Shared by ``bench_compare`` and ``panel``: two benchmark processes may share one CSV and split its runs
+Shared by ``bench_compare``, ``panel``, ``speed`` and ``speed_profile``: two benchmark processes may share one CSV and split its runs
 between them; a row cut short by a kill is skipped by the readers and a fresh line follows it.
 """
 
@@ -12,8 +12,26 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+
+def read_typed(path: Path, types: Mapping[str, Callable[[str], Any]]) -> list[dict]:
+    """The CSV's complete rows, each column in ``types`` converted (``{"seed": int}``); a row cut short by a
+    kill (a value missing or unparsable) is skipped. No file: no rows."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if None in row.values():  # fewer fields than the header: cut short
+                continue
+            try:
+                rows.append({**row, **{column: convert(row[column]) for column, convert in types.items()}})
+            except (TypeError, ValueError, KeyError):
+                continue
+    return rows
 
 
 def append_row(path: Path, row: dict, fields: list[str]) -> None:

@@ -28,7 +28,6 @@ is run for every seed.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import platform
@@ -185,16 +184,9 @@ def run(row: Row, arm: str, seed: int, episodes: int = 10) -> dict:
 
 def read(path: Path) -> list[dict]:
     """The CSV's complete rows, typed, ``default`` rows of an earlier default preset relabeled (``relabel``)."""
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        rows = []
-        for r in csv.DictReader(f):
-            try:
-                rows.append({**r, "seed": int(r["seed"]), "auc": float(r["auc"]), "final": float(r["final"]), "random": float(r["random"])})
-            except (TypeError, ValueError, KeyError):
-                continue  # a row cut short by a kill
-        return relabel(rows)
+    from plastic_rl.tools.bench_rows import read_typed
+
+    return relabel(read_typed(path, {"seed": int, "auc": float, "final": float, "random": float}))
 
 
 def key(r: dict) -> tuple:

@@ -21,7 +21,6 @@ Target (issue 24): every row's ratio >= 0.97.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import platform
@@ -136,6 +135,15 @@ def make_models(row: SpeedRow, seed: int = 0) -> dict[str, Any]:
     return models
 
 
+def warmed_models(row: SpeedRow, seed: int = 0) -> dict[str, Any]:
+    """``make_models``, each trained past ``row.warmup`` (``learning_starts``, one round) before anything is timed."""
+    models = make_models(row, seed)
+    warm = row.warmup(row.hparams())
+    for model in models.values():
+        model.learn(warm, reset_num_timesteps=False)
+    return models
+
+
 def time_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = None) -> list[dict]:
     """Warm every arm up, then ``rounds`` interleaved timed rounds: one dict per (arm, round).
 
@@ -144,10 +152,7 @@ def time_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = No
 
     row = ROWS[name] if round_steps is None else dataclasses.replace(ROWS[name], round_steps=round_steps)
     presets = {"sb3": "sb3", "plastic": DEFAULT_PRESET, "control": "none"}
-    models = make_models(row, seed)
-    warm = row.warmup(row.hparams())
-    for model in models.values():
-        model.learn(warm, reset_num_timesteps=False)
+    models = warmed_models(row, seed)
     out = []
     names = list(models)
     for r in range(rounds):
@@ -164,16 +169,9 @@ def time_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = No
 
 
 def read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            try:
-                rows.append({**r, "round": int(r["round"]), "steps": int(r["steps"]), "seconds": float(r["seconds"])})
-            except (TypeError, ValueError, KeyError):
-                continue  # a row cut short by a kill
-    return rows
+    from plastic_rl.tools.bench_rows import read_typed
+
+    return read_typed(path, {"round": int, "steps": int, "seconds": float})
 
 
 def summary(rows: list[dict]) -> list[dict]:

@@ -4,7 +4,7 @@
                                                           [--csv docs/data/speed_profile.csv] [--report-only]
 
 The speed table (``tools/speed.py``) says how much slower a row is; this says where. Each arm of a row is
-built and warmed up as the speed table builds it (``speed.make_models``), then trained ``--rounds`` rounds
+built and warmed up as the speed table builds it (``speed.warmed_models``), then trained ``--rounds`` rounds
 of the row's ``round_steps`` under ``cProfile``, the arms taking turns. Each function's own time (cProfile's
 ``tottime``) is put in one bucket (a built-in op in its caller's, where the caller is an optimizer, a
 normalization or this library):
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import csv
 import dataclasses
 import pstats
 import time
@@ -95,10 +94,7 @@ def own_times(stats: pstats.Stats) -> tuple[dict[str, float], dict[str, float]]:
 def profile_row(name: str, rounds: int, seed: int = 0, round_steps: int | None = None) -> list[dict]:
     """Warm every arm up as the speed table does, then ``rounds`` profiled rounds per arm: CSV dicts."""
     row = speed.ROWS[name] if round_steps is None else dataclasses.replace(speed.ROWS[name], round_steps=round_steps)
-    models = speed.make_models(row, seed)
-    warm = row.warmup(row.hparams())
-    for model in models.values():
-        model.learn(warm, reset_num_timesteps=False)
+    models = speed.warmed_models(row, seed)
     profiles = {arm: cProfile.Profile() for arm in models}
     steps = dict.fromkeys(models, 0)
     names = list(models)
@@ -126,16 +122,9 @@ def profile_row(name: str, rounds: int, seed: int = 0, round_steps: int | None =
 
 
 def read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            try:
-                rows.append({**r, "ms_per_1k": float(r["ms_per_1k"])})
-            except (TypeError, ValueError, KeyError):
-                continue  # a row cut short by a kill
-    return rows
+    from plastic_rl.tools.bench_rows import read_typed
+
+    return read_typed(path, {"ms_per_1k": float})
 
 
 def report(rows: list[dict]) -> str:
