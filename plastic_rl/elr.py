@@ -142,7 +142,7 @@ class ELR:
         # measured groups are a prefix and the projected ones a suffix: slices, not gathers, per step.
         free = [b for b in blocks if b not in chosen]
         groups = [(b.name, layer_slots(b.layer)) for b in free + chosen] + gain_groups
-        self._flat = FlatParams(groups)
+        self._flat = FlatParams(groups, pad_from=len(free))  # the projected groups: padded to one length where it pays
         self._n_measured = len(blocks)
         self._first_projected = len(free)
         self._projected_names = self._flat.names[self._first_projected :]
@@ -213,10 +213,10 @@ class ELR:
                 raise FloatingPointError(f"ELR.step got a non-finite loss ({loss}) at step {self.steps}")
         self.steps += 1
         measured, flat = self._n_measured, self._flat
-        project = self.projecting and self.steps % self.project_every == 0
+        project, due = self.projecting and self.steps % self.project_every == 0, self._due(self.steps)
         if self._synced:  # the pre-step hook checked the buffer (a measured step)
             self._synced = False
-        elif project or self._due(self.steps):  # about to read the buffer
+        elif project or due:  # about to read the buffer
             self._sync()
         if self._fresh:  # u_t = W_t - W_{t-1}, computed in the snapshot's buffer
             torch.sub(flat.flat, flat.snapshot, out=flat.snapshot)
@@ -228,7 +228,7 @@ class ELR:
             if project:
                 self._project(norms[measured:])
         else:
-            if self._due(self.steps):  # measured, but no optimizer step ran: nothing moved
+            if due:  # measured, but no optimizer step ran: nothing moved
                 self._update_norms = torch.zeros(measured)
                 self._param_norms = self._norms(flat.views[:measured])
             if project:

@@ -13,7 +13,7 @@ import operator
 import torch
 from torch import nn
 
-__all__ = ["FlatParams", "layer_slots", "norms"]  # SmallRescale: ELR's own fast path
+__all__ = ["FlatParams", "layer_slots", "norms", "padded_groups"]  # SmallRescale: ELR's own fast path
 
 DOT_ABOVE = 1 << 18  # elements; see norms
 GRAIN = 32768  # elements: torch reduces up to at::internal::GRAIN_SIZE in one thread; see strided_batches
@@ -41,10 +41,13 @@ class FlatParams:
     :param groups: (name, [(module, attribute), ...]) per group, e.g. ``(layer name, layer_slots(layer))``; a group's
         parameters sit next to each other (one view, one joint norm). Each parameter in one group only, all of them
         floating point on one device and dtype (else ValueError)
+    :param pad_from: the groups from this index on (those ``ELR`` rescales between measurements) may share one padded
+        length, side by side, so that one strided 2-D view covers them (see ``padded_groups``); None: no padding
     """
 
-    def __init__(self, groups: list[tuple[str, list[tuple[nn.Module, str]]]]):
+    def __init__(self, groups: list[tuple[str, list[tuple[nn.Module, str]]]], pad_from: int | None = None):
         # Parameters are held as (module, attribute) so that replaced Parameter objects are found again.
+        self.pad_from = len(groups) if pad_from is None else pad_from
         self.names = [name for name, _ in groups]
         self.slots = [slots for _, slots in groups]
         self.flat_slots = [slot for slots in self.slots for slot in slots]
@@ -74,23 +77,28 @@ class FlatParams:
         # ran ~10% slower on weights 28 bytes off (NatureCNN, tools/bench_agents). The gaps hold zeros that
         # nothing ever writes (no optimizer sees them), so they add nothing to any norm or update.
         align = max(1, ALIGN_BYTES // params[0].element_size())
-        offsets, end = [], 0
-        for p in params:
-            start = -(-end // align) * align
-            offsets.append(start)
-            end = start + p.numel()
+        spans = [_span([p.numel() for p in group], align) for group in groups]
+        padded, length = padded_groups(spans, self.pad_from)
+        # Placement: the unpadded groups before the padded ones in the buffer, then the padded ones side by side at one
+        # spacing (each ``length`` long, its tail zeros), then the rest; ``bounds`` and ``views`` keep the groups' order.
+        placing = [g for g in range(len(groups)) if g < self.pad_from] + padded
+        placing += [g for g in range(self.pad_from, len(groups)) if g not in padded]
+        starts, end = [0] * len(groups), 0
+        for g in placing:
+            starts[g] = -(-end // align) * align
+            end = starts[g] + (length if g in padded else spans[g])
         self.flat = torch.zeros(end, device=params[0].device, dtype=params[0].dtype)
         bounds = []
         with torch.no_grad():
-            i = 0
-            for group in groups:
-                first = offsets[i]
+            for g, group in enumerate(groups):
+                offset = starts[g]
                 for p in group:
-                    offset, n = offsets[i], p.numel()
+                    offset = -(-offset // align) * align
+                    n = p.numel()
                     self.flat[offset : offset + n].copy_(p.reshape(-1))
                     p.data = self.flat[offset : offset + n].view_as(p)
-                    i += 1
-                bounds.append((first, offset + n))  # layer_slots: every group has a weight
+                    offset += n
+                bounds.append((starts[g], starts[g] + (length if g in padded else spans[g])))
         self.params = params
         self.ptrs = [p.data_ptr() for p in params]
         self.bounds = bounds
@@ -117,6 +125,39 @@ class FlatParams:
             return False
         self.build()
         return True
+
+
+def _span(sizes: list[int], align: int) -> int:
+    """Elements from a group's first parameter to the end of its last, each parameter starting on an ``align`` boundary."""
+    end = 0
+    for n in sizes:
+        end = -(-end // align) * align + n
+    return end
+
+
+def padded_groups(spans: list[int], first: int, most: int = GRAIN) -> tuple[list[int], int]:
+    """Which groups from ``first`` on share one padded length, and that length: ``([], 0)`` for none.
+
+    Per-op dispatch, not arithmetic, is the cost of rescaling a small network's layers (~3 us an op on this machine's
+    CPU, the time of a few thousand elements of work). Groups padded with zeros to one length sit at one spacing and are
+    rows of one 2-D view: one norm op and one scaling op for all of them (``SmallRescale``); zeros add nothing to a norm.
+    Taken, longest first, are the groups of at most ``most`` elements (a reduction torch does in one thread, so each
+    row is reduced as the group alone) while the zeros added stay within ``most``: torch's own measure of the work that
+    one op's overhead is worth (``at::internal::GRAIN_SIZE``). Fewer than two such groups: no padding.
+
+    :param spans: each group's length in elements, its alignment gaps included
+    :param first: groups before this index are never padded (``ELR`` measures them, it does not rescale them)
+    :param most: the longest group padded, and the most zeros added in all
+    """
+    small = sorted((g for g in range(first, len(spans)) if spans[g] <= most), key=lambda g: -spans[g])
+    if len(small) < 2:
+        return [], 0
+    length, taken, zeros = spans[small[0]], [], 0
+    for g in small:
+        if zeros + length - spans[g] <= most:
+            taken.append(g)
+            zeros += length - spans[g]
+    return (sorted(taken), length) if len(taken) >= 2 else ([], 0)
 
 
 def norms(views: list[torch.Tensor]) -> torch.Tensor:

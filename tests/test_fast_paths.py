@@ -19,7 +19,7 @@ from torch import nn
 from plastic_rl.agents import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents.distributions import UNCHECKED, unchecked
 from plastic_rl.elr import ELR
-from plastic_rl.flat_params import SmallRescale, strided_batches
+from plastic_rl.flat_params import GRAIN, SmallRescale, padded_groups, strided_batches
 from plastic_rl.norm import insert_norm
 
 SPACES = {
@@ -102,7 +102,8 @@ def _mlp(widths: tuple[int, ...]) -> nn.Module:
 
 
 NETS = {
-    "plain": lambda: _mlp((5, 32, 32, 2)),  # no two projected groups alike: each rescaled alone
+    "plain": lambda: _mlp((5, 32, 32, 2)),  # two projected groups unalike: padded to one length, one batch
+    "wide": lambda: _mlp((5, 16, 2100, 2)),  # the second group over a grain: not padded, each rescaled alone
     "towers": lambda: nn.ModuleDict({"pi": _mlp((5, 32, 32, 2)), "vf": _mlp((5, 32, 32, 1))}),  # SB3's twin towers: batched
     "stack": lambda: _mlp((5, 32, 32, 32, 32, 2)),  # equal hidden layers side by side: batched
 }
@@ -134,12 +135,12 @@ def _trained_twins(dtype: torch.dtype, affine: bool, net_kind: str = "plain", st
 @pytest.mark.parametrize(
     "dtype,affine,net_kind",
     [(torch.float32, False, "plain"), (torch.float32, True, "plain"), (torch.float64, False, "plain"), (torch.float64, True, "plain"),
-     (torch.float32, False, "towers"), (torch.float32, True, "towers"), (torch.float32, False, "stack")],
+     (torch.float32, False, "towers"), (torch.float32, True, "towers"), (torch.float32, False, "stack"), (torch.float32, False, "wide")],
 )  # fmt: skip
 def test_projection_between_measurements_is_the_measured_projection(dtype, affine, net_kind):
     measured, unmeasured, elr = _trained_twins(dtype, affine, net_kind)
-    if net_kind != "plain":  # the batched rows were taken
-        assert elr._rescale is not None and any(rows.dim() == 2 for rows in elr._rescale._rows)
+    if dtype == torch.float32:  # the batched rows were taken, except where padding would not pay
+        assert elr._rescale is not None and any(rows.dim() == 2 for rows in elr._rescale._rows) is (net_kind != "wide")
     assert elr._flat.small_float32(elr._first_projected) is (dtype == torch.float32)  # both paths are taken
     for a, b in zip(measured.parameters(), unmeasured.parameters()):
         assert torch.equal(a, b)  # bit for bit: the same norms and factors, kept as 0-d tensors
@@ -159,6 +160,52 @@ def test_strided_batches_join_equal_views_at_one_spacing_only():
     big = [buffer[0:100], buffer[100:200]]
     assert strided_batches(big, most=99) == [[0], [1]]  # over a thread's grain: alone
     assert strided_batches(big, most=100) == [[0, 1]]
+
+
+def test_padded_groups_take_the_small_groups_while_the_zeros_stay_within_a_grain():
+    # the first two groups are not rescaled; the rest are padded to the longest small one
+    assert padded_groups([130, 65, 320, 4160, 320, 4160], first=2) == ([2, 3, 4, 5], 4160)
+    assert padded_groups([10, 100, 100], 0, most=100) == ([0, 1, 2], 100)  # 90 zeros: within the grain
+    assert padded_groups([10, 100, 100], 0, most=50) == ([], 0)  # a group over the grain is never padded
+    assert padded_groups([5, 50, 50, 40], 0, most=50) == ([1, 2, 3], 50)  # 45 more zeros would pass the grain
+    assert padded_groups([200, 50], 0, most=100) == ([], 0)  # one small group: nothing to batch
+    assert padded_groups([50, 50], 2) == ([], 0)
+
+
+def test_sb3s_mlp_projects_in_one_batch_and_computes_what_the_unpadded_layout_does():
+    """SB3's PPO MLP: 4 projected groups of 320 and 4,160 elements become 4 padded rows of one view (one norm op and one
+    scaling op); training on the padded layout and on the unpadded one moves the parameters alike, the pads stay zero."""
+    from plastic_rl.tools.bench_core import sb3_policy
+
+    policy = sb3_policy("mlp")
+    twins, elrs = [copy.deepcopy(policy) for _ in range(2)], []
+    for model in twins:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        elrs.append((opt, ELR(model, opt, measure_every=0)))
+    flat = elrs[1][1]._flat
+    flat.pad_from = len(flat.names)  # the unpadded layout
+    flat.build()
+    padded = elrs[0][1]._flat
+    lengths = [b - a for a, b in padded.bounds[elrs[0][1]._first_projected :]]
+    assert lengths == [4160] * 4 and padded.flat.numel() > flat.flat.numel()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        grads = [torch.randn(p.shape, generator=generator) for p in policy.parameters()]
+        for model, (opt, elr) in zip(twins, elrs):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+            elr.step(loss=0.5)
+    assert [rows.shape for rows in elrs[0][1]._rescale._rows] == [(4, 4160)]
+    assert len(elrs[1][1]._rescale._rows) == 2  # unpadded: a batch per length
+    for a, b in zip(*(model.parameters() for model in twins)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    used = torch.zeros(padded.flat.numel(), dtype=torch.bool)
+    for p in twins[0].parameters():
+        start = (p.data_ptr() - padded.flat.data_ptr()) // padded.flat.element_size()
+        used[start : start + p.numel()] = True
+    assert (~used).sum() > 2 * (4160 - 320) and torch.all(padded.flat[~used] == 0)  # the pads hold zeros after training
+    assert GRAIN >= 4160
 
 
 def test_small_rescale_batched_is_each_view_scaled_alone():
@@ -196,3 +243,54 @@ def test_a2cs_foreach_rmsprop_takes_sb3s_steps_exactly():
                 p.grad = g.clone()
             opt.step()
     assert all(torch.equal(a, b) for a, b in zip(twins[0].parameters(), twins[1].parameters()))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_the_fused_adam_computes_sb3s_values_and_gradients(algo):
+    """The normalized policies' default Adam (``fused=True``, one kernel per tensor) against SB3's single-tensor Adam, both
+    under ELR's projection: over 25 real gradient steps (loss, backward, step) the losses, every gradient and the
+    parameters agree to float tolerance; the two paths drift apart only by rounding."""
+    if algo == "ppo":
+        model = PlasticPPO("CartPole-v1", plasticity="elr", seed=0)
+        obs = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+
+        def loss_of(policy):
+            values, log_prob, entropy = policy.evaluate_actions(obs, torch.arange(64) % 2)
+            return -log_prob.mean() + values.pow(2).mean() - 0.01 * entropy.mean()
+
+        net = model.policy
+    else:
+        model = PlasticSAC("Pendulum-v1", plasticity="elr", seed=0)
+        obs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+
+        def loss_of(actor):
+            return actor(obs).pow(2).mean() + actor.action_log_prob(obs)[1].mean()
+
+        net = model.actor
+    optimizer = net.optimizer
+    assert optimizer.defaults["fused"] is True
+    twins = [copy.deepcopy(net) for _ in range(2)]
+    runs = []
+    for policy, fused in zip(twins, (True, False)):
+        opt = type(optimizer)(policy.parameters(), **{**optimizer.defaults, "fused": fused, "lr": 3e-3})
+        elr = ELR(policy, opt, measure_every=0)
+        losses, grads = [], []
+        for _ in range(25):
+            torch.manual_seed(1)  # SAC's sampled actions: the same noise in both
+            loss = loss_of(policy)
+            opt.zero_grad()
+            loss.backward()
+            losses.append(loss.item())
+            grads.append([p.grad.clone() for p in policy.parameters()])
+            opt.step()
+            elr.step(loss.item())
+        runs.append((losses, grads))
+    (fused_losses, fused_grads), (losses, grads) = runs
+    assert fused_losses == pytest.approx(losses, rel=1e-4, abs=1e-6)
+    assert losses[0] == fused_losses[0] and losses[-1] != losses[0]  # the same start; it trained
+    for a_step, b_step in zip(fused_grads, grads):
+        for a, b in zip(a_step, b_step):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    for a, b in zip(twins[0].parameters(), twins[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(twins[0].parameters(), twins[1].parameters()))  # two implementations

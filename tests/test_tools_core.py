@@ -34,6 +34,22 @@ def test_bench_core_measures_both_models(capsys):
     assert "norm gains: learnable, projected" in capsys.readouterr().out
 
 
+def test_interleaved_calls_every_arm_once_a_round_each_after_every_other():
+    calls: list[str] = []
+    arms = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    befores: list[str] = []
+    times = bench_core.interleaved(arms, 60, before=lambda name: befores.append(name))
+    assert {name: len(t) for name, t in times.items()} == dict.fromkeys("abcd", 60)
+    assert all(t >= 0 for ts in times.values() for t in ts)
+    rounds = [calls[i : i + 4] for i in range(0, len(calls), 4)]
+    assert all(sorted(r) == list("abcd") for r in rounds) and befores == calls  # each arm once a round, ``before`` first
+    followed = {(r[i - 1], r[i]) for r in rounds for i in range(1, 4)}
+    assert followed == {(a, b) for a in "abcd" for b in "abcd" if a != b}  # not a rotation: every arm after every other
+    again: list[str] = []
+    bench_core.interleaved({name: (lambda name=name: again.append(name)) for name in "abcd"}, 60)
+    assert again == calls  # seeded: the same order every run
+
+
 def test_bench_core_times_the_interventions(capsys):
     rows = bench_core.main(["--interventions", "--repeats", "2"])
     assert [r["model"] for r in rows] == ["mlp", "cnn"]

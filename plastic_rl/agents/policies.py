@@ -43,6 +43,7 @@ from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPoli
 from torch import nn
 
 from plastic_rl.agents.distributions import uncheck_action_dist
+from plastic_rl.agents.train_mode import CachedTrainMode
 from plastic_rl.layers import architecture, architecture_mismatch, iter_blocks
 from plastic_rl.norm import insert_norm
 
@@ -96,8 +97,11 @@ def norm_parameters(norm: str | None, affine: bool) -> dict[str, Any]:
     return {} if norm is None else {"norm": norm, "norm_affine": affine}
 
 
-class ArchitectureChecked(_ModelBase):
-    """Mixin for SB3 ``BaseModel``s: ``save`` stores the architecture, ``load`` fails loudly on a mismatch."""
+class ArchitectureChecked(CachedTrainMode, _ModelBase):
+    """Mixin for SB3 ``BaseModel``s: ``save`` stores the architecture, ``load`` fails loudly on a mismatch.
+
+    Normalized, it also sets its training mode from a remembered module list (``train_mode``): SB3's off-policy
+    ``predict`` sets it at every env step, and the normalizations add modules to walk."""
 
     def save(self, path: str) -> None:
         torch.save(

@@ -7,13 +7,14 @@
 forwards, dormant units, traced consumers, the edits and the optimizer state), one ``shrink_perturb``
 and one ``reset`` of the output heads, against one PPO gradient step on the same 256 observations
 (forward, loss, backward, Adam step), all on the same normalized policy; medians over the repeats,
-the arms taking turns.
+the arms taking turns in a random order.
 
 The policy is normalized as the agents normalize it: LayerNorm without gains (``PlasticityConfig.affine``);
 ``--gains`` gives the norms learnable gains (``insert_norm``'s default), which ELR projects too (twice the groups).
 Every arm trains its own identical copy of the normalized policy with the same fixed gradients. The
-arms take turns one step at a time, so machine noise hits them alike; each step is timed and the
-median step time of each arm is compared with plain Adam's.
+arms take turns one step at a time, in a fresh random order each round (``interleaved``), so machine
+noise and what each arm leaves in the caches hit them alike; each step is timed and the median step
+time of each arm is compared with plain Adam's.
 Arm ``adam``: ``optimizer.step()``. Arm ``elr``: ``optimizer.step(); elr.step(loss)`` with the default
 recipe (measure every layer and project every step, gains projected, a cyclic re-warm schedule).
 Arm ``elr/10``: the same, measuring the update every 10th step (``measure_every=10``), which is
@@ -28,8 +29,10 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import random
 import statistics
 import time
+from collections.abc import Callable, Mapping
 
 import gymnasium as gym
 import torch
@@ -84,21 +87,43 @@ def make_arm(policy: torch.nn.Module, spec: dict | None):
     return step
 
 
+def interleaved(
+    arms: Mapping[str, Callable[[], object]], rounds: int, before: Callable[[str], object] | None = None, seed: int = 0
+) -> dict[str, list[float]]:
+    """Seconds of every timed call of each arm: each round calls every arm once, in a fresh random order.
+
+    Random, not a fixed rotation: an arm is slowed by what the arm before it left behind (its memory in the caches,
+    the allocator's state; on the MLP, an Adam step right after a measure-every-step ELR step takes ~15 us more than
+    after another Adam step), and a rotation gives each arm the same predecessor round after round. Shuffled, every
+    arm follows every other alike, and a slow spell of the machine still hits all arms alike.
+
+    :param arms: name -> a call to time
+    :param rounds: calls of each arm
+    :param before: called with the arm's name before each call, untimed (e.g. a gradient step to refresh the state)
+    :param seed: of the orders (the same orders every run)
+    """
+    order, rng = list(arms), random.Random(seed)
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    clock = time.perf_counter
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            if before is not None:
+                before(name)
+            start = clock()
+            arms[name]()
+            times[name].append(clock() - start)
+    return times
+
+
 def bench(kind: str, steps: int, affine: bool = PlasticityConfig.affine) -> dict[str, float]:
     policy = sb3_policy(kind, affine)
     arms = {name: make_arm(policy, spec) for name, spec in ARMS.items()}
     for step in arms.values():  # warm-up: allocator, Adam state
         for _ in range(5):
             step()
-    times: dict[str, list[float]] = {name: [] for name in arms}
+    times = interleaved(arms, steps)
     names = list(arms)
-    clock = time.perf_counter
-    for i in range(steps):
-        # one step of each arm in turn, the order rotating, so a slow spell of the machine hits all arms
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            start = clock()
-            arms[name]()
-            times[name].append(clock() - start)
     adam = statistics.median(times["adam"])
     row = {"model": kind, "params": sum(p.numel() for p in policy.parameters()), "adam_us": adam * 1e6}
     for name in names[1:]:
@@ -135,15 +160,12 @@ def intervention_costs(kind: str, repeats: int, batch: int = 256) -> dict[str, f
     }
     for arm in arms.values():  # warm-up
         arm()
-    times: dict[str, list[float]] = {name: [] for name in arms}
-    names = list(arms)
-    for i in range(repeats):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            if name != "gradient step":
-                gradient_step()  # the Adam state an intervention edits exists and is fresh
-            start = time.perf_counter()
-            arms[name]()
-            times[name].append(time.perf_counter() - start)
+
+    def refresh(name: str) -> None:
+        if name != "gradient step":
+            gradient_step()  # the Adam state an intervention edits exists and is fresh
+
+    times = interleaved(arms, repeats, before=refresh)
     return {"model": kind, **{name: statistics.median(t) for name, t in times.items()}}  # type: ignore[dict-item]
 
 
@@ -165,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     if args.interventions:
         print(
             f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, median ms per call, "
-            "256 observations, arms taking turns"
+            "256 observations, arms taking turns in a random order"
         )
         print(
             f"{'model':<6} {'grad step':>10} {'redo':>8} {'x step':>7} {'shrink_perturb':>15} {'x step':>7} {'reset heads':>12} {'x step':>7}"
@@ -183,7 +205,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         return rows
     print(
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
-        f"median step time of each arm, arms interleaved step by step, norm gains: {'learnable, projected' if args.gains else 'none (as the agents)'}"
+        f"median step time of each arm, arms interleaved step by step in a random order, norm gains: {'learnable, projected' if args.gains else 'none (as the agents)'}"
     )
     print(f"{'model':<6} {'params':>9} {'adam (us)':>10} {'+ELR (us)':>10} {'ELR adds':>9} {'+ELR/10 (us)':>13} {'ELR/10 adds':>12} "
           f"{'+ELR/log (us)':>14} {'ELR/log adds':>13} {'default (us)':>13} {'default adds':>13}")  # fmt: skip
