@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic_rl.flat_params import FlatParams, SmallRescale, layer_slots
+from plastic_rl.flat_params import FlatParams, Rescale, layer_slots
 from plastic_rl.flat_params import norms as flat_norms
 from plastic_rl.projection import GAIN_MODES, check_projectable, projected_parameters, scale_invariant_layers, select
 from plastic_rl.rescale import follow, mirror_groups, state_powers, unknown_state_warning
@@ -156,7 +156,7 @@ class ELR:
         self._at_init_norms = False  # the projected layers are at their initial norms (_mark_projected): no pass for ||W_{t-1}||
         self._projected_versions: list[int] = []
         self._base_lrs: list[Any] = []
-        self._rescale: SmallRescale | None = None  # for _project_views
+        self._rescale: Rescale | None = None  # for _project_views
         self._factor = self.lr_factor
         self._update_norms = torch.zeros(self._n_measured)
         self._param_norms = norms[: self._n_measured]
@@ -271,11 +271,11 @@ class ELR:
             self._projected_versions = self._versions()
 
     def _project_views(self) -> None:
-        """``_project`` of the projected groups' current norms, between measurements: ``SmallRescale`` where it applies."""
+        """``_project`` of the projected groups' current norms, between measurements: ``Rescale`` for float32."""
         flat, rescale = self._flat, self._rescale
         if rescale is None or rescale.source is not flat.views or rescale.targets is not self.init_norms:  # a rebuild, a load
-            small = flat.small_float32(self._first_projected)
-            rescale = self._rescale = SmallRescale(flat.views, self._first_projected, self.init_norms) if small else None
+            fits = flat.flat.dtype == torch.float32
+            rescale = self._rescale = Rescale(flat.views, self._first_projected, self.init_norms) if fits else None
         if rescale is not None and rescale():
             return
         self._project(self._norms(flat.views[self._first_projected :]))  # the general path; raises on a non-finite or zero norm

@@ -13,7 +13,7 @@ import operator
 import torch
 from torch import nn
 
-__all__ = ["FlatParams", "layer_slots", "norms", "padded_groups"]  # SmallRescale: ELR's own fast path
+__all__ = ["FlatParams", "layer_slots", "norms", "padded_groups"]  # Rescale: ELR's own fast path
 
 DOT_ABOVE = 1 << 18  # elements; see norms
 GRAIN = 32768  # elements: torch reduces up to at::internal::GRAIN_SIZE in one thread; see strided_batches
@@ -102,15 +102,10 @@ class FlatParams:
         self.params = params
         self.ptrs = [p.data_ptr() for p in params]
         self.bounds = bounds
-        self.large = [b - a > DOT_ABOVE for a, b in bounds]
         self.views = self.segments(self.flat)
         # The one extra buffer: W_{t-1} before an optimizer step, then u_t = W_t - W_{t-1} after it.
         self.snapshot = torch.zeros_like(self.flat)
         self.snapshot_views = self.segments(self.snapshot)
-
-    def small_float32(self, first: int) -> bool:
-        """Whether the groups from ``first`` on are float32 and each within ``_foreach_norm``'s size (see ``norms``)."""
-        return self.flat.dtype == torch.float32 and not any(self.large[first:])
 
     def segments(self, buffer: torch.Tensor) -> list[torch.Tensor]:
         """One view of ``buffer`` per group (a group's parameters, flattened and joined)."""
@@ -140,7 +135,7 @@ def padded_groups(spans: list[int], first: int, most: int = GRAIN) -> tuple[list
 
     Per-op dispatch, not arithmetic, is the cost of rescaling a small network's layers (~3 us an op on this machine's
     CPU, the time of a few thousand elements of work). Groups padded with zeros to one length sit at one spacing and are
-    rows of one 2-D view: one norm op and one scaling op for all of them (``SmallRescale``); zeros add nothing to a norm.
+    rows of one 2-D view: one norm op and one scaling op for all of them (``Rescale``); zeros add nothing to a norm.
     Taken, longest first, are the groups of at most ``most`` elements (a reduction torch does in one thread, so each
     row is reduced as the group alone) while the zeros added stay within ``most``: torch's own measure of the work that
     one op's overhead is worth (``at::internal::GRAIN_SIZE``). Fewer than two such groups: no padding.
@@ -185,17 +180,19 @@ def norms(views: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(out).float()  # type: ignore[arg-type]  # every entry is set above
 
 
-class SmallRescale:
-    """Scale each of ``views`` (float32, each within ``DOT_ABOVE``) to its norm in ``targets``, in preallocated buffers.
+class Rescale:
+    """Scale each of ``views`` (float32) to its norm in ``targets``, in preallocated buffers.
 
     ``norms``, a division and a rescale, with as few ops as the layout allows: per-op dispatch, not arithmetic, is
     the cost on a small MLP (``tools/bench_core``). Views of one length at a constant spacing in the buffer (SB3's
     twin policy and value towers, stacked hidden layers of one width) are rows of one strided 2-D view: one norm op
     and one scaling op per such batch, not per view. Each norm is written into one preallocated vector and each
-    factor read from one. Computes the same float32 values as ``norms`` and a division (each row reduced as the view
-    alone is: batched rows stay within one thread's grain).
+    factor read from one, with no tensor allocated per call: right after an optimizer step that freed large
+    temporaries (Adam's, on a NatureCNN), torch's first allocation took ~30 us on this project's VM. Computes the same
+    float32 values as ``norms`` and a division (each row reduced as the view alone is: batched rows stay within one
+    thread's grain; a view over ``DOT_ABOVE`` takes ``dot`` and ``sqrt`` as there).
 
-    :param source: ``FlatParams.views`` (``FlatParams.small_float32`` says whether this applies); kept to tell a rebuild
+    :param source: ``FlatParams.views`` of a float32 buffer; kept to tell a rebuild
     :param first: the groups from ``first`` on are rescaled
     :param targets: one norm per rescaled group (a float32 vector)
     """
@@ -210,9 +207,11 @@ class SmallRescale:
         self._rows: list[torch.Tensor] = []  # one 2-D (rows, length) view, or a 1-D view, per batch
         self._norm_outs: list[torch.Tensor] = []  # the slice of ``current`` each batch's norms go to
         self._scales: list[torch.Tensor] = []  # the factors of each batch, shaped to broadcast over its rows
+        self._dots: list[bool] = []  # a view over DOT_ABOVE: its norm as ``norms`` takes it
         start = 0
         for batch in batches:
             head = views[batch[0]]
+            self._dots.append(len(batch) == 1 and head.numel() > DOT_ABOVE)
             if len(batch) == 1:
                 self._rows.append(head)
                 self._norm_outs.append(self.current[start])
@@ -227,8 +226,11 @@ class SmallRescale:
 
     def __call__(self) -> bool:
         """Rescale; False, with nothing scaled, if a factor is not finite (a nan, inf or zero norm)."""
-        for rows, out in zip(self._rows, self._norm_outs):
-            torch.linalg.vector_norm(rows, dim=-1, out=out)
+        for rows, out, dot in zip(self._rows, self._norm_outs, self._dots):
+            if dot:
+                torch.dot(rows, rows, out=out).sqrt_()
+            else:
+                torch.linalg.vector_norm(rows, dim=-1, out=out)
         torch.div(self._targets, self.current, out=self.factors)
         if not all(map(math.isfinite, self.factors.tolist())):
             return False

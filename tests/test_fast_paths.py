@@ -19,7 +19,7 @@ from torch import nn
 from plastic_rl.agents import PlasticA2C, PlasticDQN, PlasticPPO, PlasticSAC
 from plastic_rl.agents.distributions import UNCHECKED, unchecked
 from plastic_rl.elr import ELR
-from plastic_rl.flat_params import GRAIN, SmallRescale, padded_groups, strided_batches
+from plastic_rl.flat_params import DOT_ABOVE, GRAIN, Rescale, padded_groups, strided_batches
 from plastic_rl.norm import insert_norm
 
 SPACES = {
@@ -104,6 +104,7 @@ def _mlp(widths: tuple[int, ...]) -> nn.Module:
 NETS = {
     "plain": lambda: _mlp((5, 32, 32, 2)),  # two projected groups unalike: padded to one length, one batch
     "wide": lambda: _mlp((5, 16, 2100, 2)),  # the second group over a grain: not padded, each rescaled alone
+    "large": lambda: _mlp((5, 600, 512, 2)),  # the second group over DOT_ABOVE: its norm by dot
     "towers": lambda: nn.ModuleDict({"pi": _mlp((5, 32, 32, 2)), "vf": _mlp((5, 32, 32, 1))}),  # SB3's twin towers: batched
     "stack": lambda: _mlp((5, 32, 32, 32, 32, 2)),  # equal hidden layers side by side: batched
 }
@@ -135,13 +136,15 @@ def _trained_twins(dtype: torch.dtype, affine: bool, net_kind: str = "plain", st
 @pytest.mark.parametrize(
     "dtype,affine,net_kind",
     [(torch.float32, False, "plain"), (torch.float32, True, "plain"), (torch.float64, False, "plain"), (torch.float64, True, "plain"),
-     (torch.float32, False, "towers"), (torch.float32, True, "towers"), (torch.float32, False, "stack"), (torch.float32, False, "wide")],
+     (torch.float32, False, "towers"), (torch.float32, True, "towers"), (torch.float32, False, "stack"), (torch.float32, False, "wide"),
+     (torch.float32, False, "large"), (torch.float64, False, "large")],
 )  # fmt: skip
 def test_projection_between_measurements_is_the_measured_projection(dtype, affine, net_kind):
     measured, unmeasured, elr = _trained_twins(dtype, affine, net_kind)
     if dtype == torch.float32:  # the batched rows were taken, except where padding would not pay
-        assert elr._rescale is not None and any(rows.dim() == 2 for rows in elr._rescale._rows) is (net_kind != "wide")
-    assert elr._flat.small_float32(elr._first_projected) is (dtype == torch.float32)  # both paths are taken
+        assert elr._rescale is not None and any(rows.dim() == 2 for rows in elr._rescale._rows) is (net_kind not in ("wide", "large"))
+        assert any(elr._rescale._dots) is (net_kind == "large") and (net_kind != "large" or 600 * 512 > DOT_ABOVE)
+    assert (elr._rescale is not None) is (dtype == torch.float32)  # both paths are taken
     for a, b in zip(measured.parameters(), unmeasured.parameters()):
         assert torch.equal(a, b)  # bit for bit: the same norms and factors, kept as 0-d tensors
     norms = torch.stack([torch.linalg.vector_norm(v.double()) for v in elr._flat.views[elr._first_projected :]])
@@ -208,7 +211,7 @@ def test_sb3s_mlp_projects_in_one_batch_and_computes_what_the_unpadded_layout_do
     assert GRAIN >= 4160
 
 
-def test_small_rescale_batched_is_each_view_scaled_alone():
+def test_rescale_batched_is_each_view_scaled_alone():
     generator = torch.Generator().manual_seed(0)
     buffer = torch.randn(1000, generator=generator)
     bounds = [(0, 10), (10, 50), (100, 110), (110, 150), (200, 210), (300, 310), (310, 311)]
@@ -217,7 +220,7 @@ def test_small_rescale_batched_is_each_view_scaled_alone():
     expected = buffer.clone()
     for (a, b), target in zip(bounds, targets):
         expected[a:b] *= target / torch.linalg.vector_norm(expected[a:b])
-    rescale = SmallRescale([buffer[:0], *views], 1, targets)
+    rescale = Rescale([buffer[:0], *views], 1, targets)
     assert rescale() is True
     assert torch.equal(buffer, expected)  # bit for bit, gaps untouched
     buffer[110:150] = 0.0  # a zero norm: nothing scaled
