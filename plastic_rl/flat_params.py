@@ -13,7 +13,7 @@ import operator
 import torch
 from torch import nn
 
-__all__ = ["FlatParams", "layer_slots", "norms", "padded_groups"]  # Rescale: ELR's own fast path
+__all__ = ["FlatParams", "layer_slots", "norms"]  # Rescale, padded_groups, strided_batches: ELR's own fast path
 
 DOT_ABOVE = 1 << 18  # elements; see norms
 GRAIN = 32768  # elements: torch reduces up to at::internal::GRAIN_SIZE in one thread; see strided_batches

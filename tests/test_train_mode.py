@@ -66,6 +66,16 @@ def test_a_changed_tree_or_a_module_with_its_own_train_takes_the_full_call(monke
             Counting.calls += 1
             return super().train(mode)
 
+    class EqualToAll(nn.Module):
+        def __eq__(self, other):  # a list compare by == would take it for the module it replaces
+            return True
+
+        __hash__ = nn.Module.__hash__
+
+    q_net.q_net[-1] = EqualToAll()  # replaces the Dropout, in training mode
+    policy.set_training_mode(False)
+    assert not q_net.q_net[-1].training
+
     q_net.extra = Counting()
     for _ in range(3):
         policy.set_training_mode(False)

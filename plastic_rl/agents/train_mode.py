@@ -11,6 +11,7 @@ not a bool, or a module whose class brings its own ``train`` or ``__setattr__`` 
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from torch import nn
@@ -39,7 +40,7 @@ class CachedTrainMode:
         if state.get("norm") is None:
             return super().train(mode)  # type: ignore[misc]
         known = state.get("_train_modules")
-        if known is not None and type(mode) is bool and modules_of(self) == known:  # type: ignore[arg-type]
+        if known is not None and type(mode) is bool and _same(modules_of(self), known):  # type: ignore[arg-type]
             for module in known:
                 if module is not None:
                     module.__dict__["training"] = mode  # what nn.Module.__setattr__ does with a bool
@@ -49,6 +50,11 @@ class CachedTrainMode:
         plain = all(m is None or (type(m).train in _PLAIN and type(m).__setattr__ is nn.Module.__setattr__) for m in modules)
         state["_train_modules"] = modules if plain else None
         return self
+
+
+def _same(modules: list[Any], known: list[Any]) -> bool:
+    """The very same objects in the same slots (by identity: a module's own ``__eq__`` says nothing here)."""
+    return len(modules) == len(known) and all(map(operator.is_, modules, known))
 
 
 _PLAIN = (nn.Module.train, CachedTrainMode.train)  # set every flag below them to the mode, and nothing else
